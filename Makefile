@@ -1,0 +1,30 @@
+# Two commands set up and run everything on a fresh machine:
+#   make demo   -- run the main job on the embedded default (local Ray, local S3)
+#   make test   -- run the test suite
+# Both create .venv/ from this repo's own files when it is missing; `make .venv` does only that.
+PYTHON ?= python3.11
+VENV := .venv
+STAMP := $(VENV)/.smray-installed
+PYTEST_ARGS ?=
+
+.PHONY: demo test bench .venv clean-venv
+
+.venv: $(STAMP)
+
+$(STAMP): pyproject.toml requirements.lock
+	test -x $(VENV)/bin/python || $(PYTHON) -m venv $(VENV)
+	$(VENV)/bin/python -m pip install --quiet --upgrade pip
+	$(VENV)/bin/python -m pip install --quiet -c requirements.lock -e '.[test]'
+	touch $(STAMP)
+
+demo: $(STAMP)
+	$(VENV)/bin/smray demo
+
+test: $(STAMP)
+	$(VENV)/bin/python -m pytest $(PYTEST_ARGS)
+
+bench: $(STAMP)
+	$(VENV)/bin/python benchmarks/bench_synth.py
+
+clean-venv:
+	rm -rf $(VENV)

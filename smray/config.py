@@ -1,0 +1,272 @@
+"""One config tree: YAML ↔ frozen dataclasses, validated on load.
+
+Every section is a frozen dataclass whose fields are documented where they are declared. Loading
+checks every key: an unknown key, a wrong type or a missing required value raises
+:class:`~smray.errors.SmrayError` with one line naming the field (``synth.days: expected an
+integer, got 'ten'``). Secrets (S3 keys) are never written back by :func:`dump_config` and are
+hidden from ``repr``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from smray.errors import SmrayError
+from smray.grid import check_bbox, check_resolution
+
+SECRET = "secret"  # dataclass field metadata key
+
+
+@dataclass(frozen=True)
+class S3Config:
+    """Where S3 is and how to authenticate. Unset values fall back to the standard AWS variables
+    (``AWS_ENDPOINT_URL``/``AWS_ENDPOINT_URL_S3``, ``AWS_ACCESS_KEY_ID``, ``AWS_SECRET_ACCESS_KEY``,
+    ``AWS_DEFAULT_REGION``) and then to boto's own chain (instance profile, ~/.aws)."""
+
+    endpoint_url: str | None = None  #: e.g. http://127.0.0.1:9000 for the local endpoint
+    region: str | None = None  #: AWS region name
+    key: str | None = field(default=None, repr=False, metadata={SECRET: True})  #: access key id
+    secret: str | None = field(default=None, repr=False, metadata={SECRET: True})  #: secret access key
+    anon: bool = False  #: anonymous (unsigned) access, for public buckets
+    connect_timeout_s: float = 5.0  #: TCP connect timeout per request attempt
+    read_timeout_s: float = 60.0  #: read timeout per request attempt
+    max_attempts: int = 4  #: attempts per request (botocore standard retry mode, backoff between)
+
+
+@dataclass(frozen=True)
+class StorageConfig:
+    """Object-storage settings shared by every stage."""
+
+    s3: S3Config = field(default_factory=S3Config)
+
+
+@dataclass(frozen=True)
+class GridConfig:
+    """The model grid: a resolution in degrees and an optional regional window."""
+
+    res: float = 0.25  #: grid spacing, degrees; must divide 180 (0.25 is the product grid)
+    bbox: tuple[float, float, float, float] | None = None  #: (west, south, east, north) degrees, or global
+
+    def __post_init__(self) -> None:
+        check_resolution(self.res)
+        if self.bbox is not None:
+            check_bbox(self.bbox)
+
+    def grid(self):  # -> smray.grid.Grid
+        from smray.grid import Grid
+
+        g = Grid(self.res)
+        return g.subset(self.bbox) if self.bbox is not None else g
+
+
+@dataclass(frozen=True)
+class SynthConfig:
+    """The AMSR-E / ERA-Interim twin (see docs/twin.md)."""
+
+    out: str = "s3://smray-demo/twin"  #: archive root URL (file://, plain path, s3://, memory://)
+    start: dt.date = dt.date(2011, 7, 1)  #: first day written
+    days: int = 35  #: number of days written
+    seed: int = 0  #: random seed; the twin is deterministic for (seed, grid, start, days)
+    spinup_days: int = 60  #: days the soil-moisture model runs before ``start`` (not written)
+    overwrite: bool = False  #: allow writing into a non-empty archive root
+    max_in_flight: int = 3  #: days being rendered/written at once (bounds memory)
+    sensor: str = "AMSR-E"  #: sensor name written into the file attributes
+
+    def __post_init__(self) -> None:
+        if self.days < 1:
+            raise SmrayError(f"synth.days: must be >= 1, got {self.days}")
+        if self.spinup_days < 0:
+            raise SmrayError(f"synth.spinup_days: must be >= 0, got {self.spinup_days}")
+        if self.max_in_flight < 1:
+            raise SmrayError(f"synth.max_in_flight: must be >= 1, got {self.max_in_flight}")
+
+
+@dataclass(frozen=True)
+class RayConfig:
+    """How smray connects to Ray."""
+
+    address: str | None = None  #: None/"local": start a local runtime; "auto" or ray://… to join a cluster
+    num_cpus: int | None = None  #: logical CPUs of a local runtime (None: the machine's cores)
+
+
+@dataclass(frozen=True)
+class Config:
+    """The whole smray configuration."""
+
+    storage: StorageConfig = field(default_factory=StorageConfig)
+    grid: GridConfig = field(default_factory=GridConfig)
+    synth: SynthConfig = field(default_factory=SynthConfig)
+    ray: RayConfig = field(default_factory=RayConfig)
+
+
+# --------------------------------------------------------------------------------------------
+# Loading and validation
+# --------------------------------------------------------------------------------------------
+def _type_name(tp: Any) -> str:
+    names = {int: "an integer", float: "a number", str: "a string", bool: "true/false",
+             dt.date: "a date YYYY-MM-DD"}
+    return names.get(tp, getattr(tp, "__name__", str(tp)))
+
+
+def _coerce(value: Any, tp: Any, where: str) -> Any:
+    origin = typing.get_origin(tp)
+    if origin in (typing.Union, types.UnionType):
+        args = typing.get_args(tp)
+        if value is None and type(None) in args:
+            return None
+        errors = []
+        for arg in args:
+            if arg is type(None):
+                continue
+            try:
+                return _coerce(value, arg, where)
+            except SmrayError as err:
+                errors.append(str(err))
+        raise SmrayError(errors[0] if len(errors) == 1 else f"{where}: unexpected value {value!r}")
+    if origin is tuple:
+        args = typing.get_args(tp)
+        if isinstance(value, str):
+            value = [v for v in value.split(",") if v.strip()]
+        if not isinstance(value, (list, tuple)):
+            raise SmrayError(f"{where}: expected a list, got {value!r}")
+        if len(args) == 2 and args[1] is Ellipsis:
+            return tuple(_coerce(v, args[0], f"{where}[{i}]") for i, v in enumerate(value))
+        if len(value) != len(args):
+            raise SmrayError(f"{where}: expected {len(args)} values, got {len(value)}")
+        return tuple(_coerce(v, a, f"{where}[{i}]") for i, (v, a) in enumerate(zip(value, args)))
+    if dataclasses.is_dataclass(tp):
+        return _build(tp, value, where)
+    if tp is bool:
+        if isinstance(value, bool):
+            return value
+    elif tp is int:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+    elif tp is float:
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value)
+        if isinstance(value, str):
+            try:
+                return float(value)
+            except ValueError:
+                pass
+    elif tp is str:
+        if isinstance(value, str):
+            return value
+    elif tp is dt.date:
+        if isinstance(value, dt.datetime):
+            return value.date()
+        if isinstance(value, dt.date):
+            return value
+        if isinstance(value, str):
+            return parse_date(value, where)
+    raise SmrayError(f"{where}: expected {_type_name(tp)}, got {value!r}")
+
+
+def parse_date(value: str, where: str = "date") -> dt.date:
+    """Parse YYYY-MM-DD; one-line error naming ``where`` for impossible dates like 2011-02-30."""
+    try:
+        return dt.date.fromisoformat(str(value).strip())
+    except ValueError:
+        raise SmrayError(f"{where}: {value!r} is not a valid date YYYY-MM-DD") from None
+
+
+def _build(cls: type, data: Any, where: str) -> Any:
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise SmrayError(f"{where or 'config'}: expected a mapping, got {data!r}")
+    hints = typing.get_type_hints(cls)
+    fields = {f.name: f for f in dataclasses.fields(cls) if f.init}
+    for key in data:
+        if key not in fields:
+            known = ", ".join(sorted(fields))
+            raise SmrayError(f"{_join(where, str(key))}: unknown key (known: {known})")
+    kwargs = {}
+    for name, f in fields.items():
+        path = _join(where, name)
+        if name in data:
+            kwargs[name] = _coerce(data[name], hints[name], path)
+        elif f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:  # type: ignore[misc]
+            raise SmrayError(f"{path}: required value is missing")
+    try:
+        return cls(**kwargs)
+    except SmrayError as err:
+        msg = str(err)
+        # validators name fields relative to their section; make them absolute
+        section = where.rsplit(".", 1)[-1] if where else ""
+        if where and not msg.startswith(where) and section and msg.startswith(section + "."):
+            msg = where[: -len(section)] + msg
+        raise SmrayError(msg) from None
+
+
+def _join(where: str, name: str) -> str:
+    return f"{where}.{name}" if where else name
+
+
+def config_from_dict(data: dict | None) -> Config:
+    """Build and validate a :class:`Config` from plain data (as parsed from YAML)."""
+    return _build(Config, data or {}, "")
+
+
+def load_config(path: str | Path | None = None, overrides: dict | None = None) -> Config:
+    """Load a YAML config file (or the defaults when ``path`` is None) and apply ``overrides``,
+    a nested dict of values (as given on the command line) that replace the file's."""
+    data: dict = {}
+    if path is not None:
+        p = Path(path)
+        try:
+            text = p.read_text()
+        except OSError as err:
+            raise SmrayError(f"{p}: cannot read config file ({err.strerror})") from None
+        try:
+            data = yaml.safe_load(text) or {}
+        except yaml.YAMLError as err:
+            mark = getattr(err, "problem_mark", None)
+            loc = f" line {mark.line + 1}" if mark is not None else ""
+            raise SmrayError(f"{p}:{loc} is not valid YAML") from None
+        if not isinstance(data, dict):
+            raise SmrayError(f"{p}: a config file must be a mapping of sections")
+    if overrides:
+        data = _merge(data, overrides)
+    return config_from_dict(data)
+
+
+def _merge(base: dict, over: dict) -> dict:
+    out = dict(base)
+    for key, value in over.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = _merge(out[key], value)
+        else:
+            out[key] = value
+    return out
+
+
+def to_dict(obj: Any, *, secrets: bool = False) -> Any:
+    """Plain data for YAML/JSON/attributes. Secret fields are dropped unless ``secrets``."""
+    if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
+        out = {}
+        for f in dataclasses.fields(obj):
+            if f.metadata.get(SECRET) and not secrets:
+                continue
+            out[f.name] = to_dict(getattr(obj, f.name), secrets=secrets)
+        return out
+    if isinstance(obj, tuple):
+        return [to_dict(v, secrets=secrets) for v in obj]
+    if isinstance(obj, dt.date):
+        return obj.isoformat()
+    return obj
+
+
+def dump_config(cfg: Config) -> str:
+    """YAML for ``cfg`` without secrets; ``load_config`` of it gives back an equal config
+    (apart from the secrets)."""
+    return yaml.safe_dump(to_dict(cfg), sort_keys=False)

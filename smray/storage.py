@@ -1,0 +1,162 @@
+"""The one storage seam: every URL smray touches goes through :func:`filesystem`.
+
+``s3://``, ``file://``, plain paths and ``memory://`` are the same code path (``fsspec.url_to_fs``).
+S3 endpoint and credentials come from :class:`~smray.config.S3Config` or the standard AWS
+variables; they are passed to s3fs only and never logged or written.
+"""
+
+from __future__ import annotations
+
+import os
+import posixpath
+import uuid
+from typing import Any
+
+import fsspec
+from fsspec.implementations.local import LocalFileSystem
+
+from smray.config import S3Config, StorageConfig
+from smray.errors import SmrayError
+
+
+def protocol(url: str) -> str:
+    """'s3', 'file', 'memory', … for a URL; plain paths are 'file'."""
+    if "://" not in url:
+        return "file"
+    return url.split("://", 1)[0].lower()
+
+
+def s3_options(cfg: S3Config | None = None) -> dict[str, Any]:
+    """Keyword arguments for ``s3fs.S3FileSystem`` from the config, falling back to the standard
+    AWS variables. Contains credentials when configured: never log or persist the result."""
+    cfg = cfg or S3Config()
+    endpoint = cfg.endpoint_url or os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL")
+    region = cfg.region or os.environ.get("AWS_DEFAULT_REGION") or os.environ.get("AWS_REGION")
+    client_kwargs: dict[str, Any] = {}
+    if endpoint:
+        client_kwargs["endpoint_url"] = endpoint
+    if region:
+        client_kwargs["region_name"] = region
+    opts: dict[str, Any] = {
+        "client_kwargs": client_kwargs,
+        "config_kwargs": {
+            "connect_timeout": cfg.connect_timeout_s,
+            "read_timeout": cfg.read_timeout_s,
+            "retries": {"max_attempts": cfg.max_attempts, "mode": "standard"},
+        },
+        # s3fs retries some errors on top of botocore; keep the total bounded.
+        "retries": 2,
+        "anon": cfg.anon,
+    }
+    if cfg.key and cfg.secret:
+        opts["key"] = cfg.key
+        opts["secret"] = cfg.secret
+    return opts
+
+
+def endpoint_description(cfg: S3Config | None = None) -> str:
+    """Where S3 requests go, for messages (no credentials)."""
+    opts = s3_options(cfg)
+    return opts["client_kwargs"].get("endpoint_url", "AWS S3")
+
+
+def storage_options(url: str, cfg: StorageConfig | None = None) -> dict[str, Any]:
+    """fsspec storage options for ``url``."""
+    if protocol(url) in ("s3", "s3a"):
+        return s3_options((cfg or StorageConfig()).s3)
+    return {}
+
+
+def filesystem(url: str, cfg: StorageConfig | None = None) -> tuple[fsspec.AbstractFileSystem, str]:
+    """(filesystem, path) for ``url``. Local paths are made absolute."""
+    if protocol(url) == "file":
+        url = os.path.abspath(url[7:] if url.startswith("file://") else url)
+    fs, path = fsspec.core.url_to_fs(url, **storage_options(url, cfg))
+    return fs, path
+
+
+def join(url: str, *parts: str) -> str:
+    """Join path parts onto a URL with '/'."""
+    return posixpath.join(url.rstrip("/"), *parts) if "://" in url else os.path.join(url, *parts)
+
+
+def to_url(fs: fsspec.AbstractFileSystem, path: str) -> str:
+    """A URL for a path of ``fs`` (``fs.unstrip_protocol``)."""
+    return fs.unstrip_protocol(path)
+
+
+def write_bytes(fs: fsspec.AbstractFileSystem, path: str, data: bytes) -> None:
+    """Write a whole object. Objects on S3/memory appear whole or not at all; local files are written
+    to a temporary name beside the target and renamed, so a reader never sees half a file."""
+    parent = posixpath.dirname(path)
+    if isinstance(fs, LocalFileSystem):
+        os.makedirs(parent, exist_ok=True)
+        tmp = f"{path}.tmp-{uuid.uuid4().hex[:8]}"
+        try:
+            with open(tmp, "wb") as fh:
+                fh.write(data)
+            os.replace(tmp, path)
+        finally:
+            if os.path.exists(tmp):
+                os.remove(tmp)
+    else:
+        if parent and protocol(fs.unstrip_protocol(parent)) == "memory":
+            fs.makedirs(parent, exist_ok=True)
+        fs.pipe_file(path, data)
+
+
+def read_bytes(fs: fsspec.AbstractFileSystem, path: str) -> bytes:
+    return fs.cat_file(path)
+
+
+def _is_s3(fs: fsspec.AbstractFileSystem) -> bool:
+    return "s3" in (fs.protocol if isinstance(fs.protocol, tuple) else (fs.protocol,))
+
+
+def check_reachable(url: str, cfg: StorageConfig | None = None, *, create: bool = False) -> None:
+    """Fail fast with one line when ``url``'s storage cannot be reached (S3 endpoint down, bucket
+    missing, bad credentials). With ``create``, a missing S3 bucket or local directory is created."""
+    fs, path = filesystem(url, cfg)
+    if not _is_s3(fs):
+        if create and isinstance(fs, LocalFileSystem):
+            try:
+                os.makedirs(path, exist_ok=True)
+            except OSError as err:
+                raise SmrayError(f"{url}: cannot create output directory ({err.strerror})") from None
+            if not os.access(path, os.W_OK):
+                raise SmrayError(f"{url}: output directory is not writable")
+        return
+    bucket = path.split("/", 1)[0]
+    where = endpoint_description(cfg.s3 if cfg else None)
+    try:
+        exists = fs.exists(bucket)
+        if not exists and create:
+            fs.mkdir(bucket)
+        elif not exists:
+            raise SmrayError(f"{url}: bucket {bucket!r} does not exist at {where}")
+        fs.ls(bucket, refresh=True)
+    except SmrayError:
+        raise
+    except PermissionError as err:
+        raise SmrayError(f"{url}: access denied at {where} ({_first_line(err)})") from None
+    except Exception as err:  # botocore/aiohttp connection errors have no common base
+        raise SmrayError(f"{url}: cannot reach S3 endpoint {where} ({type(err).__name__}: "
+                         f"{_first_line(err)})") from None
+
+
+def _first_line(err: BaseException) -> str:
+    text = str(err).strip().splitlines()
+    return text[0][:200] if text else type(err).__name__
+
+
+def is_empty(url: str, cfg: StorageConfig | None = None) -> bool:
+    """True when nothing is stored under ``url``."""
+    fs, path = filesystem(url, cfg)
+    try:
+        if not fs.exists(path):
+            return True
+        if fs.isfile(path):
+            return False
+        return len(fs.ls(path, detail=False)) == 0
+    except FileNotFoundError:
+        return True
