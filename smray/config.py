@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import re
 import types
 import typing
 from dataclasses import dataclass, field
@@ -194,22 +195,53 @@ def _build(cls: type, data: Any, where: str) -> Any:
     for name, f in fields.items():
         path = _join(where, name)
         if name in data:
-            kwargs[name] = _coerce(data[name], hints[name], path)
+            try:
+                kwargs[name] = _coerce(data[name], hints[name], path)
+            except SmrayError:
+                if not f.metadata.get(SECRET):
+                    raise
+                # the usual message quotes the value; a mistyped secret is still a secret
+                raise SmrayError(f"{path}: expected a string (value not shown: secret field)") from None
         elif f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:  # type: ignore[misc]
             raise SmrayError(f"{path}: required value is missing")
     try:
         return cls(**kwargs)
     except SmrayError as err:
-        msg = str(err)
-        # validators name fields relative to their section; make them absolute
-        section = where.rsplit(".", 1)[-1] if where else ""
-        if where and not msg.startswith(where) and section and msg.startswith(section + "."):
-            msg = where[: -len(section)] + msg
-        raise SmrayError(msg) from None
+        raise SmrayError(_absolute(str(err), where, fields)) from None
+    except (TypeError, ValueError) as err:
+        raise SmrayError(f"{where or 'config'}: {err}") from None
+
+
+def _absolute(msg: str, where: str, fields: dict[str, Any]) -> str:
+    """Validators name fields relative to their section (``res: …`` from GridConfig, ``synth.days: …``
+    from SynthConfig); make the name absolute (``grid.res: …``), or at least name the section."""
+    if not where:
+        return msg
+    head = msg.split(":", 1)[0].strip()
+    if head == where or head.startswith(where + ".") or head.startswith(where + "["):
+        return msg
+    first = re.split(r"[.\[]", head, maxsplit=1)[0]
+    if first in fields:
+        return f"{where}.{msg}"
+    section = where.rsplit(".", 1)[-1]
+    if head.startswith(section + ".") or head.startswith(section + "["):
+        return where[: -len(section)] + msg
+    return f"{where}: {msg}"
 
 
 def _join(where: str, name: str) -> str:
     return f"{where}.{name}" if where else name
+
+
+class _Loader(yaml.SafeLoader):
+    """SafeLoader that leaves dates as strings: YAML's own timestamp parsing raises a bare ValueError
+    for an impossible date (2011-02-30), which would name neither the file nor the field."""
+
+
+_Loader.yaml_implicit_resolvers = {
+    first: [(tag, rx) for tag, rx in resolvers if tag != "tag:yaml.org,2002:timestamp"]
+    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
+}
 
 
 def config_from_dict(data: dict | None) -> Config:
@@ -224,15 +256,21 @@ def load_config(path: str | Path | None = None, overrides: dict | None = None) -
     if path is not None:
         p = Path(path)
         try:
-            text = p.read_text()
+            text = p.read_text(encoding="utf-8")
         except OSError as err:
-            raise SmrayError(f"{p}: cannot read config file ({err.strerror})") from None
+            raise SmrayError(f"{p}: cannot read config file ({err.strerror or err})") from None
+        except UnicodeDecodeError:
+            raise SmrayError(f"{p}: cannot read config file (not UTF-8 text)") from None
         try:
-            data = yaml.safe_load(text) or {}
+            data = yaml.load(text, Loader=_Loader)
         except yaml.YAMLError as err:
             mark = getattr(err, "problem_mark", None)
-            loc = f" line {mark.line + 1}" if mark is not None else ""
-            raise SmrayError(f"{p}:{loc} is not valid YAML") from None
+            loc = f" line {mark.line + 1}:" if mark is not None else ""
+            problem = getattr(err, "problem", None)
+            why = f" ({problem})" if problem else ""
+            raise SmrayError(f"{p}:{loc} not valid YAML{why}") from None
+        if data is None:  # an empty file: all defaults
+            data = {}
         if not isinstance(data, dict):
             raise SmrayError(f"{p}: a config file must be a mapping of sections")
     if overrides:

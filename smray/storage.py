@@ -7,6 +7,7 @@ variables; they are passed to s3fs only and never logged or written.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import posixpath
 import uuid
@@ -17,6 +18,11 @@ from fsspec.implementations.local import LocalFileSystem
 
 from smray.config import S3Config, StorageConfig
 from smray.errors import SmrayError
+
+#: Rounds of s3fs's own retry loop (each round is up to ``S3Config.max_attempts`` botocore attempts).
+S3FS_RETRIES = 2
+#: botocore attempts of the :func:`check_reachable` probe.
+PROBE_ATTEMPTS = 2
 
 
 def protocol(url: str) -> str:
@@ -44,14 +50,33 @@ def s3_options(cfg: S3Config | None = None) -> dict[str, Any]:
             "read_timeout": cfg.read_timeout_s,
             "retries": {"max_attempts": cfg.max_attempts, "mode": "standard"},
         },
-        # s3fs retries some errors on top of botocore; keep the total bounded.
-        "retries": 2,
         "anon": cfg.anon,
     }
     if cfg.key and cfg.secret:
         opts["key"] = cfg.key
         opts["secret"] = cfg.secret
     return opts
+
+
+def resolve_storage(cfg: StorageConfig | None = None) -> StorageConfig:
+    """The storage config with the S3 endpoint, region and credentials taken from the standard AWS
+    variables where the config leaves them unset. The driver resolves once and hands the result
+    to Ray tasks, so workers started before the variables were set (or on other nodes, where an
+    instance profile supplies credentials) use the same endpoint. Holds secrets: never log it."""
+    import dataclasses
+
+    cfg = cfg or StorageConfig()
+    s3 = cfg.s3
+    env = os.environ.get
+    key, secret = s3.key, s3.secret
+    if not (key and secret) and env("AWS_ACCESS_KEY_ID") and env("AWS_SECRET_ACCESS_KEY"):
+        key, secret = env("AWS_ACCESS_KEY_ID"), env("AWS_SECRET_ACCESS_KEY")
+    s3 = dataclasses.replace(
+        s3,
+        endpoint_url=s3.endpoint_url or env("AWS_ENDPOINT_URL_S3") or env("AWS_ENDPOINT_URL"),
+        region=s3.region or env("AWS_DEFAULT_REGION") or env("AWS_REGION"),
+        key=key, secret=secret)
+    return dataclasses.replace(cfg, s3=s3)
 
 
 def endpoint_description(cfg: S3Config | None = None) -> str:
@@ -72,6 +97,10 @@ def filesystem(url: str, cfg: StorageConfig | None = None) -> tuple[fsspec.Abstr
     if protocol(url) == "file":
         url = os.path.abspath(url[7:] if url.startswith("file://") else url)
     fs, path = fsspec.core.url_to_fs(url, **storage_options(url, cfg))
+    if _is_s3(fs):
+        # s3fs retries timeouts on top of botocore's attempts (its class default: 5 rounds); keep the
+        # total bounded. Not a constructor option: extra S3FileSystem kwargs go to the botocore session.
+        fs.retries = S3FS_RETRIES
     return fs, path
 
 
@@ -90,7 +119,8 @@ def write_bytes(fs: fsspec.AbstractFileSystem, path: str, data: bytes) -> None:
     to a temporary name beside the target and renamed, so a reader never sees half a file."""
     parent = posixpath.dirname(path)
     if isinstance(fs, LocalFileSystem):
-        os.makedirs(parent, exist_ok=True)
+        if parent:
+            os.makedirs(parent, exist_ok=True)
         tmp = f"{path}.tmp-{uuid.uuid4().hex[:8]}"
         try:
             with open(tmp, "wb") as fh:
@@ -115,7 +145,12 @@ def _is_s3(fs: fsspec.AbstractFileSystem) -> bool:
 
 def check_reachable(url: str, cfg: StorageConfig | None = None, *, create: bool = False) -> None:
     """Fail fast with one line when ``url``'s storage cannot be reached (S3 endpoint down, bucket
-    missing, bad credentials). With ``create``, a missing S3 bucket or local directory is created."""
+    missing, bad credentials). With ``create``, a missing S3 bucket or local directory is created.
+    The S3 probe makes at most :data:`PROBE_ATTEMPTS` attempts, so a dead endpoint fails in seconds."""
+    if protocol(url) in ("s3", "s3a"):
+        cfg = cfg or StorageConfig()
+        probe = dataclasses.replace(cfg.s3, max_attempts=min(cfg.s3.max_attempts, PROBE_ATTEMPTS))
+        cfg = dataclasses.replace(cfg, s3=probe)
     fs, path = filesystem(url, cfg)
     if not _is_s3(fs):
         if create and isinstance(fs, LocalFileSystem):
@@ -129,12 +164,16 @@ def check_reachable(url: str, cfg: StorageConfig | None = None, *, create: bool 
     bucket = path.split("/", 1)[0]
     where = endpoint_description(cfg.s3 if cfg else None)
     try:
-        exists = fs.exists(bucket)
-        if not exists and create:
-            fs.mkdir(bucket)
-        elif not exists:
-            raise SmrayError(f"{url}: bucket {bucket!r} does not exist at {where}")
-        fs.ls(bucket, refresh=True)
+        # Not fs.exists(bucket): s3fs answers False for *any* error, so a dead endpoint would be
+        # reported as a missing bucket. A one-key listing raises FileNotFoundError only for
+        # NoSuchBucket, needs the same permission as reading the archive and costs one request.
+        try:
+            fs.call_s3("list_objects_v2", Bucket=bucket, MaxKeys=1)
+        except FileNotFoundError:
+            if not create:
+                raise SmrayError(f"{url}: bucket {bucket!r} does not exist at {where}") from None
+            _create_bucket(fs, bucket)
+            fs.call_s3("list_objects_v2", Bucket=bucket, MaxKeys=1)
     except SmrayError:
         raise
     except PermissionError as err:
@@ -142,6 +181,28 @@ def check_reachable(url: str, cfg: StorageConfig | None = None, *, create: bool 
     except Exception as err:  # botocore/aiohttp connection errors have no common base
         raise SmrayError(f"{url}: cannot reach S3 endpoint {where} ({type(err).__name__}: "
                          f"{_first_line(err)})") from None
+
+
+def _create_bucket(fs: fsspec.AbstractFileSystem, bucket: str) -> None:
+    """Create ``bucket`` in the client's region. Not ``fs.mkdir``: s3fs sends the region as a
+    LocationConstraint even for us-east-1, which S3 rejects (InvalidLocationConstraint)."""
+    client = getattr(fs, "s3", None)  # connected by the probe that found the bucket missing
+    region = fs.client_kwargs.get("region_name") or getattr(getattr(client, "meta", None), "region_name", None)
+    params: dict[str, Any] = {"Bucket": bucket}
+    if region and region != "us-east-1":
+        params["CreateBucketConfiguration"] = {"LocationConstraint": region}
+    try:
+        fs.call_s3("create_bucket", **params)
+    except OSError:
+        try:  # created meanwhile by someone else (BucketAlreadyOwnedByYou)?
+            fs.call_s3("list_objects_v2", Bucket=bucket, MaxKeys=1)
+        except Exception:
+            pass
+        else:
+            return
+        raise
+    finally:
+        fs.invalidate_cache(bucket)
 
 
 def _first_line(err: BaseException) -> str:
@@ -152,6 +213,7 @@ def _first_line(err: BaseException) -> str:
 def is_empty(url: str, cfg: StorageConfig | None = None) -> bool:
     """True when nothing is stored under ``url``."""
     fs, path = filesystem(url, cfg)
+    fs.invalidate_cache(path)  # s3fs caches listings; another process may have written since
     try:
         if not fs.exists(path):
             return True

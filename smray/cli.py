@@ -1,0 +1,201 @@
+"""The ``smray`` command line. Every subcommand has ``--help``; errors are one line on stderr
+(``smray: error: …``) with exit status 2."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Callable, Sequence
+
+from smray import __version__
+from smray.errors import SmrayError
+
+DEMO_CONFIG = Path(__file__).with_name("configs") / "demo.yaml"
+DEFAULT_DEMO_DATA = ".smray/s3"
+
+
+def _bbox(text: str) -> list[float]:
+    try:
+        values = [float(v) for v in text.split(",")]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected W,S,E,N numbers, got {text!r}") from None
+    if len(values) != 4:
+        raise argparse.ArgumentTypeError(f"expected 4 numbers W,S,E,N, got {text!r}")
+    return values
+
+
+def _synth_overrides(args: argparse.Namespace) -> dict:
+    synth: dict = {}
+    for key in ("out", "start", "days", "seed", "overwrite", "spinup_days"):
+        value = getattr(args, key, None)
+        if value is not None and value is not False:
+            synth[key] = value
+    grid: dict = {}
+    if args.res is not None:
+        grid["res"] = args.res
+    if args.bbox is not None:
+        grid["bbox"] = args.bbox
+    return {"synth": synth, "grid": grid}
+
+
+# --------------------------------------------------------------------------------------------
+# Subcommands
+# --------------------------------------------------------------------------------------------
+def cmd_synth(args: argparse.Namespace) -> int:
+    from smray.config import load_config
+    from smray.raysupport import init_ray, shutdown_ray
+    from smray.synth.twin import check_archive_target, generate_twin
+
+    cfg = load_config(args.config, _synth_overrides(args))
+    check_archive_target(cfg.synth.out, cfg.storage, cfg.synth.overwrite)  # fail before starting Ray
+    started = init_ray(cfg.ray)
+    try:
+        summary = generate_twin(cfg)
+    finally:
+        shutdown_ray(started)
+    _report_twin(summary)
+    return 0
+
+
+def _report_twin(summary) -> None:  # smray.synth.twin.TwinSummary
+    kinds: dict[str, int] = {}
+    for f in summary.files:
+        top = f.split("/", 1)[0] if "/" in f else f
+        kinds[top] = kinds.get(top, 0) + 1
+    parts = ", ".join(f"{n} {k}" for k, n in sorted(kinds.items()))
+    obs = ", ".join(f"{p} {100 * v:.0f}%" for p, v in summary.observed_fraction.items())
+    print(f"synth: wrote {summary.days} days to {summary.out} in {summary.seconds:.0f} s "
+          f"({summary.days_per_minute():.1f} days/min): {parts}; observed cells per pass-day: {obs}")
+
+
+def cmd_s3_serve(args: argparse.Namespace) -> int:
+    from smray.s3server import serve
+
+    return serve(args.host, args.port, args.data)
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    """The embedded default: a local S3 endpoint, a local Ray runtime, the twin."""
+    from smray.config import load_config
+    from smray.raysupport import init_ray, shutdown_ray
+    from smray.s3server import LocalS3
+    from smray.synth.twin import generate_twin
+
+    cfg = load_config(args.config or DEMO_CONFIG)
+    data_dir = Path(args.data).resolve()
+    print(f"demo: starting the local S3 endpoint (objects persist in {data_dir})")
+    with LocalS3(port=args.port, data_dir=data_dir) as s3:
+        os.environ.update(s3.env())
+        print(f"demo: S3 endpoint {s3.endpoint_url}")
+        started = init_ray(cfg.ray)
+        try:
+            summary = generate_twin(cfg)
+        finally:
+            shutdown_ray(started)
+        _report_twin(summary)
+        print(f"demo: saving the bucket contents to {data_dir} ...")
+    print(f"demo: done. The twin is at {cfg.synth.out} on the local S3 endpoint; browse it with\n"
+          f"  .venv/bin/smray s3 serve --data {args.data}   (then any S3 client at the printed endpoint)\n"
+          f"or directly on disk under {data_dir}/{cfg.synth.out.split('://', 1)[-1]}")
+    return 0
+
+
+def cmd_inspect(args: argparse.Namespace) -> int:
+    from smray.config import load_config
+    from smray.inspect import format_inspect, inspect_url
+
+    cfg = load_config(args.config)
+    info = inspect_url(args.url, cfg.storage)
+    print(json.dumps(info, indent=1, default=str) if args.json else format_inspect(info))
+    return 0
+
+
+# --------------------------------------------------------------------------------------------
+# Parser
+# --------------------------------------------------------------------------------------------
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="smray", description=__doc__.splitlines()[0] if __doc__ else None)
+    parser.add_argument("--version", action="version", version=f"smray {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = sub.add_parser("synth", help="generate the AMSR-E / ERA-Interim twin archive",
+                       description="Generate a physically based AMSR-E / ERA-Interim twin in the real products' "
+                                   "file layouts (JAXA L3 TB HDF5, ERA-Interim netCDF) plus truth side files. "
+                                   "Days are rendered in parallel Ray tasks. Refuses to write into a non-empty "
+                                   "archive unless --overwrite.")
+    p.add_argument("--out", help="archive root URL: s3://bucket/prefix, file:// or a path, memory://")
+    p.add_argument("--start", help="first day, YYYY-MM-DD (default 2011-07-01)")
+    p.add_argument("--days", type=int, help="number of days (default 35)")
+    p.add_argument("--res", type=float, help="grid spacing in degrees, must divide 180 (default 0.25)")
+    p.add_argument("--seed", type=int, help="random seed (default 0)")
+    p.add_argument("--bbox", type=_bbox, help="region W,S,E,N in degrees; files keep the global shape")
+    p.add_argument("--spinup-days", dest="spinup_days", type=int, help="model spin-up before --start (default 60)")
+    p.add_argument("--overwrite", action="store_true", help="allow writing into an existing archive")
+    p.add_argument("--config", help="YAML config file (command-line values override it)")
+    p.set_defaults(func=cmd_synth)
+
+    p = sub.add_parser("s3", help="the local S3 endpoint", description="Local S3 endpoint (moto server) on "
+                                                                       "127.0.0.1.")
+    s3sub = p.add_subparsers(dest="s3_command", required=True, metavar="ACTION")
+    ps = s3sub.add_parser("serve", help="run a local S3 endpoint until Ctrl-C",
+                          description="Run a real S3 endpoint on the loopback interface until interrupted. "
+                                      "With --data, buckets are loaded from DIR/<bucket>/<key> at start and "
+                                      "saved back there at exit. Any credentials are accepted.")
+    ps.add_argument("--host", default="127.0.0.1", help="loopback address to bind (default 127.0.0.1)")
+    ps.add_argument("--port", type=int, default=9000, help="TCP port (default 9000; 0 picks a free one)")
+    ps.add_argument("--data", default=None, help="directory the buckets persist in (default: none, in memory)")
+    ps.set_defaults(func=cmd_s3_serve)
+
+    p = sub.add_parser("demo", help="run the main job on the embedded default (local S3, local Ray)",
+                       description="Start a local S3 endpoint and a local Ray runtime, and run the main job on "
+                                   "the embedded default config (smray/configs/demo.yaml): generate the twin "
+                                   "into s3://smray-demo/. Objects persist under --data.")
+    p.add_argument("--config", help="YAML config to use instead of the embedded default")
+    p.add_argument("--data", default=DEFAULT_DEMO_DATA, help=f"S3 persistence directory (default {DEFAULT_DEMO_DATA})")
+    p.add_argument("--port", type=int, default=0, help="S3 endpoint port (default: a free port)")
+    p.set_defaults(func=cmd_demo)
+
+    p = sub.add_parser("inspect", help="describe a product file (local path or URL)",
+                       description="Detect the product of a file (JAXA L3 TB, AE_Land3, ERA GRIB/netCDF, CCI, "
+                                   "ISMN, ...) and print its variables, grid, time steps and decoded statistics "
+                                   "of the main variable (fills masked, scale applied; ERA over land).")
+    p.add_argument("url", metavar="PATH_OR_URL")
+    p.add_argument("--json", action="store_true", help="print JSON instead of text")
+    p.add_argument("--config", help="YAML config (storage settings)")
+    p.set_defaults(func=cmd_inspect)
+    return parser
+
+
+def _join_option_values(argv: list[str], options: tuple[str, ...] = ("--bbox",)) -> list[str]:
+    """``--bbox -10,35,30,60`` → ``--bbox=-10,35,30,60`` (argparse takes a leading '-' for an option)."""
+    out: list[str] = []
+    i = 0
+    while i < len(argv):
+        if argv[i] in options and i + 1 < len(argv):
+            out.append(f"{argv[i]}={argv[i + 1]}")
+            i += 2
+        else:
+            out.append(argv[i])
+            i += 1
+    return out
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(_join_option_values(list(sys.argv[1:] if argv is None else argv)))
+    func: Callable[[argparse.Namespace], int] = args.func
+    try:
+        return func(args)
+    except SmrayError as err:
+        print(f"smray: error: {err}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("smray: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

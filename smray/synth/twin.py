@@ -1,0 +1,310 @@
+"""Generate the AMSR-E / ERA-Interim twin into an archive on any storage (docs/twin.md).
+
+Layout under the archive root (the real products' layouts, formats.md):
+
+* ``amsr/YYYY/MM/GW1AM2_YYYYMMDD_01D_EQM{A,D}_L3SGT{06,10}LA2220220.h5`` — JAXA L3 daily TB HDF5
+* ``era_interim/YYYY/ERA-Interim_swvl1_YYYYMM.nc`` — monthly grib_to_netcdf netCDF, 4 analyses a day
+* ``truth/static.nc`` and ``truth/YYYY/MM/smray_twin_truth_YYYYMMDD.nc`` — the side files for scoring
+* ``twin.json`` — the manifest, written last (an archive without it is incomplete)
+
+Ray wiring: one actor steps the sequential model (weather → soil moisture → reference) and writes
+the monthly reference files; one task per day renders and writes that day's brightness
+temperatures and truth. The driver holds dates and object references only, and keeps at most
+``synth.max_in_flight`` days in flight, so memory does not grow with the number of days.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import time
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+import numpy as np
+import xarray as xr
+
+from smray import __version__
+from smray.config import Config, StorageConfig, to_dict
+from smray.errors import SmrayError
+from smray.formats.era import write_era_netcdf
+from smray.formats.jaxa_l3 import jaxa_l3_filename, write_jaxa_l3
+from smray.grid import Grid
+from smray.storage import check_reachable, filesystem, is_empty, join, resolve_storage, write_bytes
+from smray.synth import render, sensor
+from smray.synth.fields import StaticFields, build_static
+from smray.synth.model import PASSES, DayState, TwinModel
+
+MANIFEST = "twin.json"
+PRODUCT = "smray-twin"
+
+
+# --------------------------------------------------------------------------------------------
+# Paths
+# --------------------------------------------------------------------------------------------
+def amsr_path(date: dt.date, pass_: str, band_code: str) -> str:
+    return f"amsr/{date:%Y}/{date:%m}/{jaxa_l3_filename(date, pass_, band_code)}"
+
+
+def era_path(year: int, month: int) -> str:
+    return f"era_interim/{year:04d}/ERA-Interim_swvl1_{year:04d}{month:02d}.nc"
+
+
+def truth_path(date: dt.date) -> str:
+    return f"truth/{date:%Y}/{date:%m}/smray_twin_truth_{date:%Y%m%d}.nc"
+
+
+STATIC_PATH = "truth/static.nc"
+
+
+# --------------------------------------------------------------------------------------------
+# Encoders (pure)
+# --------------------------------------------------------------------------------------------
+def _coords(grid: Grid) -> dict[str, Any]:
+    return {"lat": ("lat", grid.lat.astype(np.float32), {"units": "degrees_north", "standard_name": "latitude"}),
+            "lon": ("lon", grid.lon.astype(np.float32), {"units": "degrees_east", "standard_name": "longitude"})}
+
+
+def _netcdf_bytes(ds: xr.Dataset) -> bytes:
+    enc = {v: {"zlib": True, "complevel": 1, "shuffle": True} for v in ds.data_vars}
+    return bytes(ds.to_netcdf(engine="h5netcdf", encoding=enc))
+
+
+def encode_static(static: StaticFields, grid: Grid, seed: int) -> bytes:
+    units = {"land": "1", "lake": "1", "ocean": "1", "coast_km": "km", "desert": "1", "map_factor": "1",
+             "map_annual": "mm yr-1", "t_ann": "K", "seas_amp": "K", "sand": "1", "clay": "1", "rho_b": "g cm-3",
+             "theta_sat": "m3 m-3", "wilting_point": "m3 m-3", "theta_min": "m3 m-3", "roughness_h": "1",
+             "tau_peak": "1", "tau_ratio": "1", "doy_peak": "day", "wet_max": "1", "ref_w": "1",
+             "ref_sigma": "1", "ref_a": "1", "ref_b": "1", "sst": "K"}
+    ds = xr.Dataset({k: (("lat", "lon"), v, {"units": units.get(k, "1")}) for k, v in static.arrays().items()},
+                    coords=_coords(grid))
+    ds.attrs.update(title="smray twin static fields", product=PRODUCT, seed=seed,
+                    grid=json.dumps(grid.to_dict()), smray_version=__version__)
+    return _netcdf_bytes(ds)
+
+
+def encode_truth(day: DayState, tbs: dict[str, dict[str, np.ndarray]], grid: Grid) -> bytes:
+    """The day's truth: true soil moisture and surface state per pass, on the twin's grid."""
+    p = list(PASSES)
+
+    def stack(attr: str) -> np.ndarray:
+        return np.stack([getattr(day.passes[q], attr) for q in p])
+
+    from smray.synth.physics import effective_temperature
+
+    t_eff = np.stack([effective_temperature(day.passes[q].t_soil, day.passes[q].t_deep) for q in p])
+    ds = xr.Dataset(
+        {
+            "sm_true": (("pass", "lat", "lon"), stack("sm"),
+                        {"units": "m3 m-3", "long_name": "true surface (0-2 cm) soil moisture at overpass"}),
+            "t_eff": (("pass", "lat", "lon"), t_eff.astype(np.float32), {"units": "K"}),
+            "t_air": (("pass", "lat", "lon"), stack("t_air"), {"units": "K"}),
+            "frozen": (("pass", "lat", "lon"), stack("frozen").astype(np.uint8), {"units": "1"}),
+            "snow": (("pass", "lat", "lon"), (stack("swe_mm") > 5.0).astype(np.uint8), {"units": "1"}),
+            "reference_step": (("pass", "lat", "lon"), stack("reference"),
+                               {"units": "m3 m-3", "long_name": "reference (swvl1-like) at the overpass step, "
+                                                                "full resolution"}),
+            "rfi_06h": (("pass", "lat", "lon"), np.stack([tbs[q]["rfi_06h"] for q in p]),
+                        {"units": "K", "long_name": "RFI added to 6.9 GHz H after the footprint"}),
+            "tau_c": (("lat", "lon"), day.tau_c, {"units": "1", "long_name": "C-band vegetation optical depth"}),
+            "wetland": (("lat", "lon"), day.wetland, {"units": "1"}),
+            "rain": (("lat", "lon"), day.rain_mm, {"units": "mm day-1"}),
+        },
+        coords={**_coords(grid), "pass": ("pass", np.array(p))},
+    )
+    ds.attrs.update(title="smray twin truth", product=PRODUCT, date=day.date.isoformat(),
+                    grid=json.dumps(grid.to_dict()))
+    return _netcdf_bytes(ds)
+
+
+def jaxa_attrs(date: dt.date, pass_: str, band_code: str, sensor_name: str) -> dict[str, Any]:
+    return {"GranuleID": jaxa_l3_filename(date, pass_, band_code)[:-3],
+            "ObservationStartDateTime": f"{date:%Y-%m-%d}T00:00:00.000Z",
+            "ObservationEndDateTime": f"{date:%Y-%m-%d}T23:59:59.999Z",
+            "PlatformShortName": "Aqua" if sensor_name == "AMSR-E" else "GCOM-W1",
+            "SensorShortName": sensor_name, "OrbitDirection": "Ascending" if pass_ == "A" else "Descending",
+            "ProductName": "smray twin (synthetic) L3 brightness temperature"}
+
+
+# --------------------------------------------------------------------------------------------
+# Ray pieces
+# --------------------------------------------------------------------------------------------
+class _Stepper:
+    """Ray actor: owns the sequential model, returns each day's state, writes the reference."""
+
+    def __init__(self, grid: Grid, seed: int, start: dt.date, days: int, spinup: int, out: str,
+                 storage: StorageConfig) -> None:
+        self.grid, self.seed, self.out, self.storage = grid, seed, out, storage
+        self.last = start + dt.timedelta(days=days - 1)
+        self.static = build_static(grid, seed)
+        self.model = TwinModel(grid, self.static, seed, start - dt.timedelta(days=spinup + 1))
+        self.model.spin_up(spinup)
+        self.prev: DayState | None = self.model.next_day()  # the day before ``start``
+        self.cur: DayState | None = None
+        self.lsm = render.era_land_sea_mask(grid.res)
+        self.window = render.era_window_mask(grid)
+        self.month: list[tuple[dt.date, np.ndarray]] = []
+        self.written: list[str] = []
+        self.fs, self.root = filesystem(out, storage)
+        write_bytes(self.fs, join(self.root, STATIC_PATH), encode_static(self.static, grid, seed))
+
+    def static_fields(self) -> StaticFields:
+        return self.static
+
+    def next_day(self) -> DayState:
+        day = self.model.next_day()
+        if self.cur is not None:
+            self._reference(self.prev, self.cur, day)
+            self.prev = self.cur
+        self.cur = day
+        return day
+
+    def finish(self) -> list[str]:
+        """Emit the last day's reference (needs one day of look-ahead) and flush the month."""
+        if self.cur is not None:
+            self._reference(self.prev, self.cur, self.model.next_day())
+        return self.written
+
+    def _reference(self, prev: DayState, day: DayState, nxt: DayState) -> None:
+        fine = render.analysis_fields(prev, day, nxt, self.grid)
+        era = render.degrade_to_era(fine, self.static.land + self.static.lake, self.grid)
+        self.month.append((day.date, render.era_analyses_for_file(era, self.lsm, self.window)))
+        tomorrow = day.date + dt.timedelta(days=1)
+        if tomorrow.month != day.date.month or day.date >= self.last:
+            self._write_month()
+
+    def _write_month(self) -> None:
+        if not self.month:
+            return
+        first = self.month[0][0]
+        lat_e, lon_e = render.era_grid(self.grid.res)
+        values = np.concatenate([a for _, a in self.month])
+        times = np.array([np.datetime64(d) + np.timedelta64(h, "h") for d, _ in self.month
+                          for h in render.ANALYSIS_HOURS], dtype="datetime64[s]")
+        data = write_era_netcdf(values, times, lat_e, lon_e, lsm=self.lsm,
+                                history=f"smray twin {__version__} (synthetic ERA-Interim-like swvl1)")
+        path = era_path(first.year, first.month)
+        write_bytes(self.fs, join(self.root, path), data)
+        self.written = [*self.written, path]
+        self.month = []
+
+
+def _render_and_write(day: DayState, static: StaticFields, grid: Grid, seed: int, out: str,
+                      storage: StorageConfig, sensor_name: str) -> dict[str, Any]:
+    """Ray task: render one day and write its four TB files and its truth file."""
+    t0 = time.perf_counter()
+    rfi = sensor.rfi_sources(seed)
+    tbs = render.render_day(day, static, grid, seed, rfi)
+    fs, root = filesystem(out, storage)
+    written = []
+    fill_global = not grid.is_global
+    for pass_ in PASSES:
+        for band, code in render.BAND_CODES.items():
+            tb_h, tb_v = tbs[pass_][f"{code}H"], tbs[pass_][f"{code}V"]
+            if fill_global:
+                tb_h, tb_v = grid.embed(tb_h, np.nan), grid.embed(tb_v, np.nan)
+            data = write_jaxa_l3(tb_h, tb_v, attrs=jaxa_attrs(day.date, pass_, code, sensor_name))
+            path = amsr_path(day.date, pass_, code)
+            write_bytes(fs, join(root, path), data)
+            written.append(path)
+    path = truth_path(day.date)
+    write_bytes(fs, join(root, path), encode_truth(day, tbs, grid))
+    written.append(path)
+    observed = {p: float(np.isfinite(tbs[p]["06H"]).mean()) for p in PASSES}
+    return {"date": day.date.isoformat(), "files": written, "observed_fraction": observed,
+            "seconds": time.perf_counter() - t0}
+
+
+# --------------------------------------------------------------------------------------------
+# Driver
+# --------------------------------------------------------------------------------------------
+@dataclass
+class TwinSummary:
+    out: str
+    days: int
+    files: list[str] = field(default_factory=list)
+    seconds: float = 0.0
+    observed_fraction: dict[str, float] = field(default_factory=dict)
+
+    def days_per_minute(self) -> float:
+        return 60.0 * self.days / self.seconds if self.seconds > 0 else float("nan")
+
+
+def check_archive_target(out: str, storage: StorageConfig, overwrite: bool) -> None:
+    """One-line errors before any work: storage unreachable, or an archive already there."""
+    check_reachable(out, storage, create=True)
+    if not overwrite and not is_empty(out, storage):
+        raise SmrayError(f"{out}: already holds files; refusing to overwrite an existing archive "
+                         f"(pass --overwrite to write into it)")
+
+
+def generate_twin(cfg: Config, progress: Callable[[str], None] = print) -> TwinSummary:
+    """Generate the twin described by ``cfg.synth`` on ``cfg.grid`` into ``cfg.synth.out``.
+    Ray must be initialised (see :func:`smray.raysupport.init_ray`)."""
+    import ray
+
+    syn, storage = cfg.synth, resolve_storage(cfg.storage)
+    grid = cfg.grid.grid()
+    check_archive_target(syn.out, storage, syn.overwrite)
+    t0 = time.perf_counter()
+    dates = [syn.start + dt.timedelta(days=i) for i in range(syn.days)]
+    progress(f"synth: {len(dates)} days {dates[0]}..{dates[-1]} on a {grid.nlat}x{grid.nlon} grid at "
+             f"{grid.res} deg (seed {syn.seed}, spin-up {syn.spinup_days} d) -> {syn.out}")
+
+    _warm_caches(grid)
+    stepper = ray.remote(num_cpus=0)(_Stepper).remote(grid, syn.seed, syn.start, syn.days, syn.spinup_days,
+                                                     syn.out, storage)
+    static_ref = stepper.static_fields.remote()
+    task = ray.remote(num_cpus=1, max_retries=2)(_render_and_write)
+    pending: deque = deque()
+    results: list[dict[str, Any]] = []
+
+    def collect(block: bool) -> None:
+        while pending and (block or len(pending) >= syn.max_in_flight):
+            done, _ = ray.wait(list(pending), num_returns=1)
+            pending.remove(done[0])
+            res = ray.get(done[0])
+            results.append(res)
+            rate = 60.0 * len(results) / (time.perf_counter() - t0)
+            progress(f"synth: {res['date']} written ({len(results)}/{len(dates)}, {rate:.1f} days/min)")
+
+    for _ in dates:
+        collect(block=False)
+        pending.append(task.remote(stepper.next_day.remote(), static_ref, grid, syn.seed, syn.out, storage,
+                                   syn.sensor))
+    collect(block=True)
+    era_files = ray.get(stepper.finish.remote())
+    ray.kill(stepper)
+
+    files = sorted([f for r in results for f in r["files"]] + list(era_files) + [STATIC_PATH])
+    obs = {p: float(np.mean([r["observed_fraction"][p] for r in results])) for p in PASSES}
+    summary = TwinSummary(out=syn.out, days=len(dates), files=files, seconds=time.perf_counter() - t0,
+                          observed_fraction=obs)
+    manifest = {
+        "product": PRODUCT, "smray_version": __version__,
+        "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        "synth": to_dict(syn), "grid": grid.to_dict(), "dates": [d.isoformat() for d in dates],
+        "layout": {"amsr": "amsr/YYYY/MM/GW1AM2_YYYYMMDD_01D_EQM{A,D}_L3SGT{06,10}LA2220220.h5",
+                   "era_interim": "era_interim/YYYY/ERA-Interim_swvl1_YYYYMM.nc",
+                   "truth": "truth/YYYY/MM/smray_twin_truth_YYYYMMDD.nc", "static": STATIC_PATH},
+        "files": files, "seconds": round(summary.seconds, 1),
+    }
+    fs, root = filesystem(syn.out, storage)
+    write_bytes(fs, join(root, MANIFEST), json.dumps(manifest, indent=1).encode())
+    summary.files.append(MANIFEST)
+    return summary
+
+
+def _warm_caches(grid: Grid) -> None:
+    """Build the land-fraction and orbit caches once, in a task, before days run in parallel."""
+    import ray
+
+    def warm(res: float) -> None:
+        from smray.grid import Grid as G, surface_fractions
+        from smray.synth import orbit
+
+        surface_fractions(G(res))
+        orbit.swath_masks(G(res))
+
+    ray.get(ray.remote(num_cpus=1)(warm).remote(grid.res))
