@@ -103,6 +103,21 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_ingest(args: argparse.Namespace) -> int:
+    from smray.config import load_config
+    from smray.ingest import run_ingest
+    from smray.raysupport import init_ray, shutdown_ray
+
+    ingest = {k: getattr(args, k) for k in ("tb", "ref", "out", "start", "end") if getattr(args, k) is not None}
+    cfg = load_config(args.config, {"ingest": ingest})
+    started = init_ray(cfg.ray)
+    try:
+        run_ingest(cfg)
+    finally:
+        shutdown_ray(started)
+    return 0
+
+
 def cmd_inspect(args: argparse.Namespace) -> int:
     from smray.config import load_config
     from smray.inspect import format_inspect, inspect_url
@@ -157,6 +172,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data", default=DEFAULT_DEMO_DATA, help=f"S3 persistence directory (default {DEFAULT_DEMO_DATA})")
     p.add_argument("--port", type=int, default=0, help="S3 endpoint port (default: a free port)")
     p.set_defaults(func=cmd_demo)
+
+    p = sub.add_parser("ingest", help="build the analysis-ready cube from TB and reference archives",
+                       description="Read brightness temperatures (JAXA L3 or NSIDC AE_Land3) and the reference "
+                                   "(ERA-Interim/ERA5 GRIB or netCDF) from object storage, screen, composite and "
+                                   "regrid them day by day in parallel Ray Data tasks, and write an analysis-ready "
+                                   "Zarr cube. A re-run skips finished days; a later --end appends.")
+    p.add_argument("--tb", help="URL prefix of the brightness-temperature archive")
+    p.add_argument("--ref", help="URL prefix of the reference archive")
+    p.add_argument("--start", help="first day YYYY-MM-DD")
+    p.add_argument("--end", help="last day YYYY-MM-DD (inclusive)")
+    p.add_argument("--out", help="cube URL (Zarr)")
+    p.add_argument("--config", help="YAML config (grid, qc, ingest, storage sections)")
+    p.set_defaults(func=cmd_ingest)
 
     p = sub.add_parser("inspect", help="describe a product file (local path or URL)",
                        description="Detect the product of a file (JAXA L3 TB, AE_Land3, ERA GRIB/netCDF, CCI, "

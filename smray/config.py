@@ -99,12 +99,110 @@ class RayConfig:
 
 
 @dataclass(frozen=True)
+class QCConfig:
+    """Per-day screening and compositing of brightness temperatures (smray.preprocess)."""
+
+    tb_min_k: float = 50.0  #: TBs below this are physically impossible for 6.9/10.7 GHz → screened
+    tb_max_k: float = 330.0  #: TBs above this are physically impossible → screened
+    rfi_flag_k: float = 5.0  #: RFI index TB(6.9) − TB(10.7) above this (H or V) → rfi_suspect
+    rfi_strong_k: float = 10.0  #: RFI index above this → rfi_strong
+    frozen_soil_k: float = 273.15  #: reference soil temperature (stl1) below this → frozen_or_snow
+    cold_tb10v_k: float = 250.0  #: without a soil temperature: land TB(10.7 V) below this → frozen_or_snow
+    land_fraction_min: float = 0.5  #: land fraction below this → open_water
+    coastal_land_fraction: float = 0.95  #: land fraction below this → coastal
+    composite_days: int = 2  #: days registered per pass: 1 (the day only) or 2 (fill gaps from the day before)
+    block: tuple[str, ...] = ("no_observation", "tb_out_of_range", "rfi_strong", "frozen_or_snow",
+                              "open_water", "reference_missing", "day_missing")  #: flags that exclude a pixel
+
+    def __post_init__(self) -> None:
+        from smray.qc import FLAGS
+
+        if self.composite_days not in (1, 2):
+            raise SmrayError(f"qc.composite_days: must be 1 or 2, got {self.composite_days}")
+        for name in self.block:
+            if name not in FLAGS:
+                raise SmrayError(f"qc.block: unknown flag {name!r} (known: {', '.join(FLAGS)})")
+        if not self.tb_min_k < self.tb_max_k:
+            raise SmrayError("qc.tb_min_k: must be below qc.tb_max_k")
+
+
+@dataclass(frozen=True)
+class IngestConfig:
+    """Archive → analysis-ready cube (smray.ingest)."""
+
+    tb: str | None = None  #: URL prefix of the brightness-temperature archive (JAXA L3 or NSIDC AE_Land3)
+    ref: str | None = None  #: URL prefix of the reference archive (ERA-Interim/ERA5 GRIB or netCDF)
+    out: str | None = None  #: cube URL (Zarr v3)
+    start: dt.date | None = None  #: first day
+    end: dt.date | None = None  #: last day (inclusive)
+    tb_pattern: str | None = None  #: regex overriding the TB product's file-name pattern
+    ref_pattern: str | None = None  #: regex overriding the reference file-name pattern
+    task_cpus: float = 1.0  #: CPUs reserved per day task
+    max_concurrency: int | None = None  #: day tasks at once (None: as many as CPUs allow)
+
+    def __post_init__(self) -> None:
+        if self.start and self.end and self.end < self.start:
+            raise SmrayError(f"ingest.end: {self.end} is before ingest.start {self.start}")
+        if self.task_cpus <= 0:
+            raise SmrayError(f"ingest.task_cpus: must be > 0, got {self.task_cpus}")
+
+
+@dataclass(frozen=True)
+class NormConfig:
+    """[0, 1] scaling of inputs and target (smray.normalise), fitted on the training period only."""
+
+    lower_percentile: float = 0.0  #: percentile mapped to 0 (0 = minimum)
+    upper_percentile: float = 100.0  #: percentile mapped to 1 (100 = maximum)
+
+    def __post_init__(self) -> None:
+        if not 0.0 <= self.lower_percentile < self.upper_percentile <= 100.0:
+            raise SmrayError("normalise.lower_percentile: need 0 <= lower < upper <= 100")
+
+
+@dataclass(frozen=True)
+class PatchConfig:
+    """9×9×C patches and their targets, cut lazily per day (smray.patches)."""
+
+    size: int = 9  #: patch edge in cells (odd)
+    channels: tuple[str, ...] = ("06H", "06V", "10H", "10V")  #: cube channels used as input
+    passes: tuple[str, ...] = ("A", "D")  #: passes sampled (each pass a separate sample)
+    stack_passes: bool = False  #: both passes as one 2×C-channel input instead of separate samples
+    per_day: int = 35000  #: patches drawn per day (the paper: 35,000)
+    train_per_day: int = 30000  #: of which training (the paper: 30,000)
+    val_per_day: int = 5000  #: of which validation (the paper: 5,000)
+    split: str = "random"  #: "random" (the paper) or "blocked" (leakage-aware: spatial blocks and held-out days)
+    block_deg: float = 5.0  #: blocked split: block edge, degrees
+    val_block_fraction: float = 0.2  #: blocked split: share of blocks held out for validation
+    val_day_every: int = 5  #: blocked split: every k-th day is a validation day (0: none)
+    seed: int = 0  #: sampling seed (patches are deterministic for (seed, day))
+
+    def __post_init__(self) -> None:
+        if self.size < 1 or self.size % 2 == 0:
+            raise SmrayError(f"patches.size: must be a positive odd number, got {self.size}")
+        if self.split not in ("random", "blocked"):
+            raise SmrayError(f"patches.split: must be 'random' or 'blocked', got {self.split!r}")
+        if self.train_per_day + self.val_per_day > self.per_day:
+            raise SmrayError("patches.per_day: must be at least train_per_day + val_per_day")
+        known = {"06H", "06V", "10H", "10V"}
+        for ch in self.channels:
+            if ch not in known:
+                raise SmrayError(f"patches.channels: unknown channel {ch!r} (known: {', '.join(sorted(known))})")
+        for p in self.passes:
+            if p not in ("A", "D"):
+                raise SmrayError(f"patches.passes: unknown pass {p!r} (A or D)")
+
+
+@dataclass(frozen=True)
 class Config:
     """The whole smray configuration."""
 
     storage: StorageConfig = field(default_factory=StorageConfig)
     grid: GridConfig = field(default_factory=GridConfig)
     synth: SynthConfig = field(default_factory=SynthConfig)
+    qc: QCConfig = field(default_factory=QCConfig)
+    ingest: IngestConfig = field(default_factory=IngestConfig)
+    normalise: NormConfig = field(default_factory=NormConfig)
+    patches: PatchConfig = field(default_factory=PatchConfig)
     ray: RayConfig = field(default_factory=RayConfig)
 
 

@@ -99,7 +99,8 @@ def pack_int16(values: np.ndarray) -> tuple[np.ndarray, float, float]:
 
 
 def write_era_netcdf(swvl1: np.ndarray, times: np.ndarray, lat: np.ndarray, lon: np.ndarray, *,
-                     lsm: np.ndarray | None = None, history: str = DEFAULT_HISTORY) -> bytes:
+                     lsm: np.ndarray | None = None, stl1: np.ndarray | None = None,
+                     history: str = DEFAULT_HISTORY) -> bytes:
     """The bytes of a netCDF file laid out exactly as ECMWF's legacy ``grib_to_netcdf`` writes it.
 
     Parameters
@@ -110,6 +111,8 @@ def write_era_netcdf(swvl1: np.ndarray, times: np.ndarray, lat: np.ndarray, lon:
     lon : (nlon,) degrees east, ERA order 0 → 360−Δ.
     lsm : optional land–sea mask (0–1), (nlat, nlon) or (ntime, nlat, nlon); written per time step
         like grib_to_netcdf does.
+    stl1 : optional soil temperature level 1 (0–7 cm), K, (ntime, nlat, nlon) like ``swvl1``;
+        written packed as ``stl1`` ("Soil temperature level 1", paramId 139) between swvl1 and lsm.
     history : the command part of the global ``history``; unless it already starts with a
         ``"YYYY-MM-DD HH:MM:SS GMT by "`` stamp it is prefixed by one (the last analysis time, so the
         bytes depend only on the arguments) and ``grib_to_netcdf-2.6.0:``.
@@ -151,6 +154,13 @@ def write_era_netcdf(swvl1: np.ndarray, times: np.ndarray, lat: np.ndarray, lon:
         _NcVar("swvl1", ("time", "latitude", "longitude"), np.dtype(">i2"), packed,
                _packed_attrs(scale, offset, "m**3 m**-3", "Volumetric soil water layer 1")),
     ]
+    if stl1 is not None:
+        temp = _as_float(stl1)
+        if temp.shape != data.shape:
+            raise SmrayError(f"write_era_netcdf: stl1 shape {temp.shape} differs from swvl1 {data.shape}")
+        tpacked, tscale, toffset = pack_int16(temp)
+        variables.append(_NcVar("stl1", ("time", "latitude", "longitude"), np.dtype(">i2"), tpacked,
+                                _packed_attrs(tscale, toffset, "K", "Soil temperature level 1")))
     if lsm is not None:
         mask = _as_float(lsm)
         if mask.shape == (ny, nx):  # packing is elementwise: pack once, repeat per time step

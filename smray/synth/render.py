@@ -79,10 +79,12 @@ def render_day(day: DayState, static: StaticFields, grid: Grid, seed: int,
 ANALYSIS_HOURS = (0, 6, 12, 18)
 
 
-def analysis_fields(prev: DayState, day: DayState, nxt: DayState, grid: Grid) -> np.ndarray:
-    """The four 00/06/12/18 UTC analyses of ``day`` at full resolution, float32 (4, nlat, nlon).
+def analysis_fields(prev: DayState, day: DayState, nxt: DayState, grid: Grid, attr: str = "reference"
+                    ) -> np.ndarray:
+    """The four 00/06/12/18 UTC analyses of ``day`` at full resolution, float32 (4, nlat, nlon), of
+    the :class:`PassState` field ``attr`` ('reference' → swvl1, 't_soil' → stl1).
 
-    Each cell holds the reference state of its latest local step (01:30 → the descending step's
+    Each cell holds the state of its latest local step (01:30 → the descending step's
     value, 13:30 → the ascending one), so the analyses follow local time like a land model does.
     Needs the neighbouring days because local time crosses the UTC date line.
     """
@@ -99,10 +101,10 @@ def analysis_fields(prev: DayState, day: DayState, nxt: DayState, grid: Grid) ->
             if not here.any():
                 continue
             d = days[off]
-            value = np.where(here & (lh >= 13.5), d.passes["A"].reference, value)
-            value = np.where(here & (lh >= 1.5) & (lh < 13.5), d.passes["D"].reference, value)
+            value = np.where(here & (lh >= 13.5), getattr(d.passes["A"], attr), value)
+            value = np.where(here & (lh >= 1.5) & (lh < 13.5), getattr(d.passes["D"], attr), value)
             if off - 1 >= -1:
-                value = np.where(here & (lh < 1.5), days[off - 1].passes["A"].reference, value)
+                value = np.where(here & (lh < 1.5), getattr(days[off - 1].passes["A"], attr), value)
         out[k] = value
     return out
 

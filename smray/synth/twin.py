@@ -144,7 +144,7 @@ class _Stepper:
         self.cur: DayState | None = None
         self.lsm = render.era_land_sea_mask(grid.res)
         self.window = render.era_window_mask(grid)
-        self.month: list[tuple[dt.date, np.ndarray]] = []
+        self.month: list[tuple[dt.date, np.ndarray, np.ndarray]] = []
         self.written: list[str] = []
         self.fs, self.root = filesystem(out, storage)
         write_bytes(self.fs, join(self.root, STATIC_PATH), encode_static(self.static, grid, seed))
@@ -167,9 +167,11 @@ class _Stepper:
         return self.written
 
     def _reference(self, prev: DayState, day: DayState, nxt: DayState) -> None:
-        fine = render.analysis_fields(prev, day, nxt, self.grid)
-        era = render.degrade_to_era(fine, self.static.land + self.static.lake, self.grid)
-        self.month.append((day.date, render.era_analyses_for_file(era, self.lsm, self.window)))
+        land = self.static.land + self.static.lake
+        fine = np.stack([render.analysis_fields(prev, day, nxt, self.grid, attr) for attr in ("reference", "t_soil")])
+        swvl1, stl1 = render.degrade_to_era(fine, land, self.grid)
+        stl1 = np.where(self.window[None], stl1, np.nan).astype(np.float32)
+        self.month.append((day.date, render.era_analyses_for_file(swvl1, self.lsm, self.window), stl1))
         tomorrow = day.date + dt.timedelta(days=1)
         if tomorrow.month != day.date.month or day.date >= self.last:
             self._write_month()
@@ -179,10 +181,11 @@ class _Stepper:
             return
         first = self.month[0][0]
         lat_e, lon_e = render.era_grid(self.grid.res)
-        values = np.concatenate([a for _, a in self.month])
-        times = np.array([np.datetime64(d) + np.timedelta64(h, "h") for d, _ in self.month
+        values = np.concatenate([a for _, a, _ in self.month])
+        stl1 = np.concatenate([t for _, _, t in self.month])
+        times = np.array([np.datetime64(d) + np.timedelta64(h, "h") for d, _, _ in self.month
                           for h in render.ANALYSIS_HOURS], dtype="datetime64[s]")
-        data = write_era_netcdf(values, times, lat_e, lon_e, lsm=self.lsm,
+        data = write_era_netcdf(values, times, lat_e, lon_e, lsm=self.lsm, stl1=stl1,
                                 history=f"smray twin {__version__} (synthetic ERA-Interim-like swvl1)")
         path = era_path(first.year, first.month)
         write_bytes(self.fs, join(self.root, path), data)

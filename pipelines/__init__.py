@@ -1,0 +1,1 @@
+"""Ray job entrypoints: each module configures and pipes, the logic lives in :mod:`smray`."""
