@@ -193,6 +193,55 @@ class PatchConfig:
 
 
 @dataclass(frozen=True)
+class ModelConfig:
+    """The retrieval model (smray.models)."""
+
+    kind: str = "cnn"  #: "cnn" (the paper's), "pixel" (centre pixel only, same budget), "svr" (scikit-learn RBF)
+    activation: str = "relu"  #: "relu", "tanh" or "sigmoid" (the paper does not name one)
+    width: float = 1.0  #: filter/unit multiplier for larger CNNs (1.0 = the paper's 20/100/200/500)
+    dropout: float = 0.0  #: dropout before the last layer (also used for MC-dropout uncertainty)
+    pass_specific: bool = False  #: one model per pass instead of one for both
+
+    def __post_init__(self) -> None:
+        if self.kind not in ("cnn", "pixel", "svr"):
+            raise SmrayError(f"model.kind: must be cnn, pixel or svr, got {self.kind!r}")
+        if self.activation not in ("relu", "tanh", "sigmoid"):
+            raise SmrayError(f"model.activation: must be relu, tanh or sigmoid, got {self.activation!r}")
+        if self.width <= 0:
+            raise SmrayError(f"model.width: must be > 0, got {self.width}")
+        if not 0.0 <= self.dropout < 1.0:
+            raise SmrayError(f"model.dropout: must be in [0, 1), got {self.dropout}")
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Training (smray.train): optimiser, schedule, Ray Train workers, checkpoints, SVR size."""
+
+    optimizer: str = "adam"  #: "adam" or "sgd"
+    lr: float = 1e-3  #: learning rate
+    weight_decay: float = 0.0  #: L2 penalty
+    momentum: float = 0.9  #: SGD momentum
+    batch_size: int = 256  #: per worker
+    epochs: int = 30  #: maximum epochs
+    patience: int = 5  #: early stopping: epochs without validation improvement (0 = off)
+    workers: int = 1  #: Ray Train data-parallel workers
+    use_gpu: bool | None = None  #: None: GPUs when the cluster has them
+    cpus_per_worker: float = 1.0  #: CPUs reserved per worker (fractional allowed)
+    max_failures: int = 2  #: worker failures retried from the latest checkpoint
+    seed: int = 0  #: torch/numpy seed (deterministic on one worker)
+    svr_max_samples: int = 20000  #: SVR fits on a subsample of this size (its cost is quadratic)
+    svr_c: float = 1.0  #: SVR C
+    svr_epsilon: float = 0.01  #: SVR epsilon (normalised units)
+
+    def __post_init__(self) -> None:
+        if self.optimizer not in ("adam", "sgd"):
+            raise SmrayError(f"train.optimizer: must be adam or sgd, got {self.optimizer!r}")
+        for name in ("lr", "batch_size", "epochs", "workers", "cpus_per_worker", "svr_max_samples"):
+            if getattr(self, name) <= 0:
+                raise SmrayError(f"train.{name}: must be > 0, got {getattr(self, name)}")
+
+
+@dataclass(frozen=True)
 class Config:
     """The whole smray configuration."""
 
@@ -203,6 +252,8 @@ class Config:
     ingest: IngestConfig = field(default_factory=IngestConfig)
     normalise: NormConfig = field(default_factory=NormConfig)
     patches: PatchConfig = field(default_factory=PatchConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
     ray: RayConfig = field(default_factory=RayConfig)
 
 

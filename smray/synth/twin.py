@@ -66,8 +66,18 @@ def _coords(grid: Grid) -> dict[str, Any]:
             "lon": ("lon", grid.lon.astype(np.float32), {"units": "degrees_east", "standard_name": "longitude"})}
 
 
-def _netcdf_bytes(ds: xr.Dataset) -> bytes:
-    enc = {v: {"zlib": True, "complevel": 1, "shuffle": True} for v in ds.data_vars}
+#: int16 packing (scale factor) of the truth variables: resolution well below any retrieval error.
+TRUTH_PACKING = {"sm_true": 1e-4, "reference_step": 1e-4, "t_eff": 0.01, "t_air": 0.01, "rfi_06h": 0.01,
+                 "tau_c": 1e-4, "wetland": 1e-4, "rain": 0.1}
+
+
+def _netcdf_bytes(ds: xr.Dataset, packing: dict[str, float] | None = None) -> bytes:
+    enc: dict[str, dict] = {}
+    for v in ds.data_vars:
+        enc[v] = {"zlib": True, "complevel": 1, "shuffle": True}
+        if packing and v in packing:
+            enc[v].update(dtype="int16", scale_factor=packing[v], add_offset=0.0 if "t_" not in v else 250.0,
+                          _FillValue=np.int16(-32767))
     return bytes(ds.to_netcdf(engine="h5netcdf", encoding=enc))
 
 
@@ -84,16 +94,21 @@ def encode_static(static: StaticFields, grid: Grid, seed: int) -> bytes:
     return _netcdf_bytes(ds)
 
 
-def encode_truth(day: DayState, tbs: dict[str, dict[str, np.ndarray]], grid: Grid) -> bytes:
-    """The day's truth: true soil moisture and surface state per pass, on the twin's grid."""
+def encode_truth(day: DayState, tbs: dict[str, dict[str, np.ndarray]], grid: Grid, land: np.ndarray) -> bytes:
+    """The day's truth: true soil moisture and surface state per pass, on the twin's grid. Cells
+    without land (``land`` fraction 0) hold the fill value; floats are int16-packed
+    (:data:`TRUTH_PACKING`)."""
     p = list(PASSES)
+    sea = land <= 0.0
 
     def stack(attr: str) -> np.ndarray:
-        return np.stack([getattr(day.passes[q], attr) for q in p])
+        values = np.stack([getattr(day.passes[q], attr) for q in p])
+        return np.where(sea, np.nan, values) if values.dtype.kind == "f" else values
 
     from smray.synth.physics import effective_temperature
 
-    t_eff = np.stack([effective_temperature(day.passes[q].t_soil, day.passes[q].t_deep) for q in p])
+    t_eff = np.where(sea, np.nan, np.stack([effective_temperature(day.passes[q].t_soil, day.passes[q].t_deep)
+                                            for q in p]))
     ds = xr.Dataset(
         {
             "sm_true": (("pass", "lat", "lon"), stack("sm"),
@@ -107,15 +122,16 @@ def encode_truth(day: DayState, tbs: dict[str, dict[str, np.ndarray]], grid: Gri
                                                                 "full resolution"}),
             "rfi_06h": (("pass", "lat", "lon"), np.stack([tbs[q]["rfi_06h"] for q in p]),
                         {"units": "K", "long_name": "RFI added to 6.9 GHz H after the footprint"}),
-            "tau_c": (("lat", "lon"), day.tau_c, {"units": "1", "long_name": "C-band vegetation optical depth"}),
-            "wetland": (("lat", "lon"), day.wetland, {"units": "1"}),
+            "tau_c": (("lat", "lon"), np.where(sea, np.nan, day.tau_c),
+                      {"units": "1", "long_name": "C-band vegetation optical depth"}),
+            "wetland": (("lat", "lon"), np.where(sea, np.nan, day.wetland), {"units": "1"}),
             "rain": (("lat", "lon"), day.rain_mm, {"units": "mm day-1"}),
         },
         coords={**_coords(grid), "pass": ("pass", np.array(p))},
     )
     ds.attrs.update(title="smray twin truth", product=PRODUCT, date=day.date.isoformat(),
                     grid=json.dumps(grid.to_dict()))
-    return _netcdf_bytes(ds)
+    return _netcdf_bytes(ds, TRUTH_PACKING)
 
 
 def jaxa_attrs(date: dt.date, pass_: str, band_code: str, sensor_name: str) -> dict[str, Any]:
@@ -212,7 +228,7 @@ def _render_and_write(day: DayState, static: StaticFields, grid: Grid, seed: int
             write_bytes(fs, join(root, path), data)
             written.append(path)
     path = truth_path(day.date)
-    write_bytes(fs, join(root, path), encode_truth(day, tbs, grid))
+    write_bytes(fs, join(root, path), encode_truth(day, tbs, grid, static.land + static.lake))
     written.append(path)
     observed = {p: float(np.isfinite(tbs[p]["06H"]).mean()) for p in PASSES}
     return {"date": day.date.isoformat(), "files": written, "observed_fraction": observed,
