@@ -291,3 +291,21 @@ def test_synth_into_local_s3(s3_bucket: str, ray_local) -> None:
     with fs.open(f"{url.removeprefix('s3://')}/amsr/2011/07/GW1AM2_20110701_01D_EQMD_L3SGT10LA2220220.h5") as fh:
         with h5py.File(fh, "r") as f:
             assert f["Brightness Temperature (V)"].shape == (90, 180)
+
+
+@pytest.mark.s3
+def test_credentials_never_written(s3_bucket: str, ray_local, monkeypatch, capsys) -> None:
+    """Endpoint credentials reach the workers (the run succeeds) but no written object or output holds them."""
+    import s3fs
+
+    secret = "smray-TEST-secret-7f3a9c"
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", secret)
+    url = f"{s3_bucket}/secret-check"
+    assert main(["synth", "--out", url, "--days", "1", "--res", "2", "--spinup-days", "2"]) == 0
+    out = capsys.readouterr()
+    assert secret not in out.out and secret not in out.err
+    fs = s3fs.S3FileSystem()
+    names = fs.find(url.removeprefix("s3://"))
+    assert len(names) >= 6
+    for name in names:
+        assert secret.encode() not in fs.cat_file(name), name
