@@ -72,7 +72,8 @@ def main() -> int:
     print(f"ratio time / target (10 min): {s_long / 600:.2f}   peak memory / target (8 GB): {m_long / (8 * GB):.2f}")
     print(f"memory growth {args.short_days} -> {args.days} days: x{m_long / m_short:.2f} (tree), "
           f"x{w_long / max(w_short, 1):.2f} (largest worker)")
-    print(f"date: {dt.date.today()}")
+    print(f"date: {dt.date.today()}; load average at the end (1/5/15 min): "
+          f"{' '.join(f'{v:.1f}' for v in os.getloadavg())}")
     return 0
 
 
