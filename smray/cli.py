@@ -106,15 +106,25 @@ def cmd_demo(args: argparse.Namespace) -> int:
 def cmd_ingest(args: argparse.Namespace) -> int:
     from smray.config import load_config
     from smray.ingest import run_ingest
-    from smray.raysupport import init_ray, shutdown_ray
 
     ingest = {k: getattr(args, k) for k in ("tb", "ref", "out", "start", "end") if getattr(args, k) is not None}
     cfg = load_config(args.config, {"ingest": ingest})
-    started = init_ray(cfg.ray)
-    try:
-        run_ingest(cfg)
-    finally:
-        shutdown_ray(started)
+    run_ingest(cfg)  # validates first, then starts (and stops) a local Ray runtime only if there is work
+    return 0
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from smray.config import load_config
+    from smray.train import run_training
+
+    overrides: dict = {}
+    if args.model is not None:
+        overrides.setdefault("model", {})["kind"] = args.model
+    if args.workers is not None:
+        overrides.setdefault("train", {})["workers"] = args.workers
+    cfg = load_config(args.config, overrides)
+    summary = run_training(cfg, args.cube, args.train_start, args.train_end, args.out)
+    print(summary.line())
     return 0
 
 
@@ -185,6 +195,21 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", help="cube URL (Zarr)")
     p.add_argument("--config", help="YAML config (grid, qc, ingest, storage sections)")
     p.set_defaults(func=cmd_ingest)
+
+    p = sub.add_parser("train", help="train the retrieval model (CNN, pixel MLP or SVR) on a cube",
+                       description="Fit the normalisation on the training period, stream 9x9 patches from the cube "
+                                   "with Ray Data and train the CNN (or the pixel MLP) data-parallel on Ray Train, "
+                                   "or fit the SVR baseline. Checkpoints go to OUT/ray_train; running the same "
+                                   "command again resumes from the latest one. Writes OUT/model.pt (or svr.npz), "
+                                   "normalisation.json and training.json.")
+    p.add_argument("--cube", required=True, help="cube URL (Zarr) written by smray ingest")
+    p.add_argument("--train-start", dest="train_start", required=True, help="first training day YYYY-MM-DD")
+    p.add_argument("--train-end", dest="train_end", required=True, help="last training day YYYY-MM-DD (inclusive)")
+    p.add_argument("--out", required=True, help="output URL for the model, checkpoints and training.json")
+    p.add_argument("--model", choices=("cnn", "pixel", "svr"), help="model kind (default: model.kind, cnn)")
+    p.add_argument("--workers", type=int, help="Ray Train data-parallel workers (default: train.workers)")
+    p.add_argument("--config", help="YAML config (model, train, patches, normalise, qc, storage, ray sections)")
+    p.set_defaults(func=cmd_train)
 
     p = sub.add_parser("inspect", help="describe a product file (local path or URL)",
                        description="Detect the product of a file (JAXA L3 TB, AE_Land3, ERA GRIB/netCDF, CCI, "

@@ -40,6 +40,8 @@ EPOCH = dt.date(1970, 1, 1)
 RECORDS = "_smray/days"
 CUBE_FORMAT = "smray-cube-1"
 TIME_VARS = ("tb", "qc", "swvl1")
+#: zarr's warning about fixed-length string coordinates (a FutureWarning, not a UserWarning)
+_UNSTABLE_DTYPE = getattr(zarr.errors, "UnstableSpecificationWarning", UserWarning)
 
 
 def _store(url: str, storage: StorageConfig | None, read_only: bool = False) -> Any:
@@ -54,6 +56,7 @@ def open_group(url: str, storage: StorageConfig | None = None, mode: str = "r") 
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", category=UserWarning)
+            warnings.simplefilter("ignore", category=_UNSTABLE_DTYPE)
             return zarr.open_group(_store(url, storage, read_only=(mode == "r")), mode=mode, zarr_format=3)
     except (FileNotFoundError, zarr.errors.GroupNotFoundError):
         raise SmrayError(f"{url}: no smray cube here") from None
@@ -168,20 +171,29 @@ def create_or_extend(url: str, storage: StorageConfig | None, grid: Grid, start:
             raise SmrayError(f"{url}: cube starts {old.start}; cannot add earlier days ({start}); "
                              f"write a new cube")
         if end > old.end:
-            g = open_group(url, storage, mode="r+")
-            n_old = len(old.dates)
-            n_new = (end - old.start).days + 1
-            for name in TIME_VARS:
-                shape = list(g[name].shape)
-                shape[0] = n_new
-                g[name].resize(tuple(shape))
-            g["time"].resize((n_new,))
-            g["time"][n_old:] = np.arange(days_since_epoch(old.end) + 1, days_since_epoch(end) + 1)
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", category=UserWarning)
+                warnings.simplefilter("ignore", category=_UNSTABLE_DTYPE)  # re-saving consolidated string coords
+                g = open_group(url, storage, mode="r+")
+                n_old = len(old.dates)
+                n_new = (end - old.start).days + 1
+                for name in TIME_VARS:
+                    shape = list(g[name].shape)
+                    shape[0] = n_new
+                    g[name].resize(tuple(shape))
+                # one handle: a finalized cube's consolidated metadata still has the old shape, so a
+                # fresh g["time"] would be the old, shorter array and the new values would go nowhere
+                time_arr = g["time"]
+                time_arr.resize((n_new,))
+                time_arr[n_old:] = np.arange(days_since_epoch(old.end) + 1, days_since_epoch(end) + 1)
+                # bring the consolidated metadata up to date for readers and the day tasks' open_group
+                zarr.consolidate_metadata(_store(url, storage))
         return info(url, storage)
     g = open_group(url, storage, mode="w")
     ntime = (end - start).days + 1
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", category=UserWarning)  # zarr: fixed-length string dtype is "unstable"
+        warnings.simplefilter("ignore", category=_UNSTABLE_DTYPE)
         _coord_arrays(g, grid, land_fraction)
     _time_arrays(g, grid, ntime)
     g["time"][:] = np.arange(days_since_epoch(start), days_since_epoch(end) + 1)
@@ -310,11 +322,13 @@ def finalize(url: str, storage: StorageConfig | None = None, extra_attrs: dict[s
     recs = day_records(url, storage)
     log = [{"date": d.isoformat(), "reason": recs[d].get("reason", ""), "files": recs[d].get("files", [])}
            for d in result.skipped]
-    g = open_group(url, storage, mode="r+")
-    g.attrs.update({"ingest_log": json.dumps(log), "days_ok": len(result.ok), "days_skipped": len(result.skipped),
-                    "days_pending": len(result.pending), **(extra_attrs or {})})
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", category=UserWarning)
+        warnings.simplefilter("ignore", category=_UNSTABLE_DTYPE)  # re-saving consolidated string coords
+        g = open_group(url, storage, mode="r+")
+        g.attrs.update({"ingest_log": json.dumps(log), "days_ok": len(result.ok),
+                        "days_skipped": len(result.skipped), "days_pending": len(result.pending),
+                        **(extra_attrs or {})})
         zarr.consolidate_metadata(_store(url, storage))
     return result
 
@@ -340,4 +354,5 @@ def open_cube(url: str, storage: StorageConfig | None = None) -> xr.Dataset:
     """The cube as an xarray Dataset (lazy; zarr v3, metadata consolidated by :func:`finalize` or not)."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", category=UserWarning)
+        warnings.simplefilter("ignore", category=_UNSTABLE_DTYPE)
         return xr.open_zarr(_store(url, storage, read_only=True), consolidated=None, zarr_format=3)

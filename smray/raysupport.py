@@ -94,15 +94,177 @@ def map_batches(ds: Any, fn: Any, *, batch_size: int | None, num_cpus: float = 1
 
 
 def map_rows(ds: Any, fn: Any, *, num_cpus: float = 1.0, max_concurrency: int | None = None,
-             fn_kwargs: dict[str, Any] | None = None) -> Any:
+             fn_kwargs: dict[str, Any] | None = None, eager: bool = False) -> Any:
     """``ds.map(fn)`` as stateless Ray Data tasks: ``fn(row, **fn_kwargs) -> row``, ``num_cpus``
     (fractional allowed) reserved per task, at most ``max_concurrency`` tasks at once (None: as many
-    as the CPUs allow). Ray 2.60 deprecates ``map(concurrency=)`` for ``compute=TaskPoolStrategy``."""
+    as the CPUs allow). Ray 2.60 deprecates ``map(concurrency=)`` for ``compute=TaskPoolStrategy``.
+
+    ``eager``: for a one-operator pipeline of long tasks, turn off Ray Data's per-operator resource
+    reservation (this dataset's context only); with it, a fresh pipeline runs one task at a time
+    for its first seconds, which on a few CPUs costs a large share of a short run."""
     import ray.data
 
+    if eager:
+        ds.context.op_resource_reservation_enabled = False
     kwargs: dict[str, Any] = {"num_cpus": num_cpus}
     if fn_kwargs:
         kwargs["fn_kwargs"] = fn_kwargs
     if max_concurrency is not None:
         kwargs["compute"] = ray.data.TaskPoolStrategy(size=max_concurrency)
     return ds.map(fn, **kwargs)
+
+
+# --------------------------------------------------------------------------------------------
+# Ray Train (the V2 API, default since Ray 2.51: ray.train.report / get_checkpoint /
+# get_dataset_shard / Checkpoint, RunConfig(storage_filesystem=...), FailureConfig(max_failures))
+# --------------------------------------------------------------------------------------------
+def cluster_resource(name: str) -> float:
+    """Total amount of a resource ("CPU", "GPU") in the connected cluster (0 when absent)."""
+    import ray
+
+    return float(ray.cluster_resources().get(name, 0.0))
+
+
+def select_columns(ds: Any, columns: list[str]) -> Any:
+    """``ds.select_columns(columns)`` (lazy)."""
+    return ds.select_columns(columns)
+
+
+def take_batch(ds: Any, n: int) -> dict[str, Any]:
+    """The first ``n`` rows of ``ds`` (in order) as one numpy batch (``ds.limit(n).take_batch``);
+    {} when empty."""
+    small = ds.limit(n)
+    small.context.execution_options.preserve_order = True  # the same rows on every run
+    try:
+        return small.take_batch(batch_size=n, batch_format="numpy")
+    except ValueError:  # take_batch on an empty dataset
+        return {}
+
+
+def iter_numpy_batches(ds: Any, batch_size: int | None = None) -> Any:
+    """``ds.iter_batches(batch_format="numpy")``: streamed to the caller, one batch at a time."""
+    return ds.iter_batches(batch_size=batch_size, batch_format="numpy")
+
+
+def pyarrow_filesystem(fs: Any) -> Any:
+    """A ``pyarrow.fs.FileSystem`` over an fsspec filesystem (Ray Train's ``storage_filesystem``),
+    so Ray Train's checkpoints go through the same S3 endpoint and credentials as everything else."""
+    import pyarrow.fs
+
+    return pyarrow.fs.PyFileSystem(pyarrow.fs.FSSpecHandler(fs))
+
+
+def train_context() -> tuple[int, int]:
+    """(world rank, world size) inside a Ray Train worker."""
+    import ray.train
+
+    ctx = ray.train.get_context()
+    return int(ctx.get_world_rank()), int(ctx.get_world_size())
+
+
+def dataset_shard(name: str) -> Any:
+    """This worker's ``DataIterator`` over the trainer dataset ``name``."""
+    import ray.train
+
+    return ray.train.get_dataset_shard(name)
+
+
+def iter_torch_batches(shard: Any, *, batch_size: int, shuffle_buffer: int | None = None,
+                       shuffle_seed: int | None = None, prefetch_batches: int = 1) -> Any:
+    """Dicts of float32 tensors from a dataset shard, on the worker's device (``device="auto"``),
+    optionally through a seeded local shuffle buffer of ``shuffle_buffer`` rows, with
+    ``prefetch_batches`` batches fetched ahead."""
+    import torch
+
+    return shard.iter_torch_batches(batch_size=batch_size, dtypes=torch.float32, device="auto",
+                                    local_shuffle_buffer_size=shuffle_buffer, local_shuffle_seed=shuffle_seed,
+                                    prefetch_batches=prefetch_batches)
+
+
+def prepare_torch_model(model: Any) -> Any:
+    """``ray.train.torch.prepare_model``: moved to the worker's device, wrapped in
+    DistributedDataParallel when the world size is > 1."""
+    import ray.train.torch
+
+    return ray.train.torch.prepare_model(model)
+
+
+def torch_device() -> Any:
+    """The worker's torch device (``ray.train.torch.get_device``)."""
+    import ray.train.torch
+
+    return ray.train.torch.get_device()
+
+
+def latest_train_checkpoint() -> Any:
+    """A context manager giving a local directory with the latest reported checkpoint of this run
+    (after a worker failure or on a re-run with the same name and storage), or None."""
+    import contextlib
+
+    import ray.train
+
+    ckpt = ray.train.get_checkpoint()
+    return ckpt.as_directory() if ckpt is not None else contextlib.nullcontext(None)
+
+
+def report_train(metrics: dict[str, Any], checkpoint_dir: str | None = None, checkpoint_name: str | None = None) -> None:
+    """``ray.train.report`` (a barrier: every worker calls it once per epoch); ``checkpoint_dir``, a
+    local directory, is uploaded to the run's storage as ``checkpoint_name`` (given by one worker)."""
+    import ray.train
+
+    ckpt = ray.train.Checkpoint.from_directory(checkpoint_dir) if checkpoint_dir is not None else None
+    ray.train.report(metrics, checkpoint=ckpt, checkpoint_dir_name=checkpoint_name if ckpt is not None else None)
+
+
+def run_torch_trainer(train_func: Any, config: dict[str, Any], *, datasets: dict[str, Any], num_workers: int,
+                      use_gpu: bool, cpus_per_worker: float, storage_path: str, storage_filesystem: Any = None,
+                      name: str, max_failures: int, num_to_keep: int | None = 2,
+                      preserve_order: bool = True) -> Any:
+    """``TorchTrainer(train_func, ...).fit()`` data-parallel over ``num_workers`` workers, each
+    reserving ``cpus_per_worker`` CPUs (and one GPU with ``use_gpu``); ``datasets`` are split across
+    the workers (``streaming_split(equal=True)``), in a fixed order with ``preserve_order``.
+    Checkpoints go to ``storage_path/name`` (on ``storage_filesystem`` when given); a run with the
+    same name and storage resumes from its latest checkpoint, and a failed worker group is
+    restarted from it up to ``max_failures`` times. Returns the ``Result``; raises
+    ``ray.train.TrainingFailedError`` when training fails for good (see :func:`training_failure`)."""
+    import ray.train
+    from ray.data import DataContext, ExecutionOptions
+    from ray.train.torch import TorchTrainer
+
+    resources: dict[str, float] = {"CPU": float(cpus_per_worker)}
+    if use_gpu:
+        resources["GPU"] = 1.0
+    current = DataContext.get_current().execution_options
+    options = ExecutionOptions(resource_limits=current.resource_limits, preserve_order=preserve_order,
+                               verbose_progress=False)
+    trainer = TorchTrainer(
+        train_func, train_loop_config=config,
+        scaling_config=ray.train.ScalingConfig(num_workers=num_workers, use_gpu=use_gpu,
+                                               resources_per_worker=resources),
+        run_config=ray.train.RunConfig(
+            name=name, storage_path=storage_path, storage_filesystem=storage_filesystem,
+            failure_config=ray.train.FailureConfig(max_failures=max_failures),
+            checkpoint_config=ray.train.CheckpointConfig(num_to_keep=num_to_keep)),
+        datasets=datasets, dataset_config=ray.train.DataConfig(execution_options=options))
+    return trainer.fit()
+
+
+def result_checkpoint_name(result: Any) -> str | None:
+    """The directory name (under ``storage_path/name``) of a Ray Train result's latest checkpoint."""
+    ckpt = getattr(result, "checkpoint", None)
+    if ckpt is None:
+        return None
+    return str(ckpt.path).rstrip("/").rsplit("/", 1)[-1]
+
+
+def training_failure(err: BaseException) -> BaseException | None:
+    """The exception behind a Ray Train failure (the lowest-ranked failing worker's own exception,
+    or the controller's), or None when ``err`` is not a Ray Train failure."""
+    from ray.train import TrainingFailedError
+
+    if not isinstance(err, TrainingFailedError):
+        return None
+    failures = getattr(err, "worker_failures", None) or {}
+    for _, exc in sorted(failures.items()):
+        return getattr(exc, "cause", None) or exc  # a RayTaskError keeps the user exception as .cause
+    return getattr(err, "controller_failure", None) or err
