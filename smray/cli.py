@@ -4,11 +4,12 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import sys
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Callable, Iterator, Sequence
 
 from smray import __version__
 from smray.errors import SmrayError
@@ -77,29 +78,49 @@ def cmd_s3_serve(args: argparse.Namespace) -> int:
     return serve(args.host, args.port, args.data)
 
 
+@contextlib.contextmanager
+def _environment(values: dict[str, str]) -> Iterator[None]:
+    """Set environment variables for the block, then put back what was there before."""
+    saved = {key: os.environ.get(key) for key in values}
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        for key, old in saved.items():
+            if old is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = old
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     """The embedded default: a local S3 endpoint, a local Ray runtime, the twin."""
     from smray.config import load_config
     from smray.raysupport import init_ray, shutdown_ray
+    from smray.ingest import run_ingest
     from smray.s3server import LocalS3
     from smray.synth.twin import generate_twin
 
     cfg = load_config(args.config or DEMO_CONFIG)
     data_dir = Path(args.data).resolve()
     print(f"demo: starting the local S3 endpoint (objects persist in {data_dir})")
-    with LocalS3(port=args.port, data_dir=data_dir) as s3:
-        os.environ.update(s3.env())
+    with LocalS3(port=args.port, data_dir=data_dir) as s3, _environment(s3.env()):
         print(f"demo: S3 endpoint {s3.endpoint_url}")
         started = init_ray(cfg.ray)
         try:
             summary = generate_twin(cfg)
+            _report_twin(summary)
+            if cfg.ingest.out:
+                run_ingest(cfg)
         finally:
             shutdown_ray(started)
-        _report_twin(summary)
         print(f"demo: saving the bucket contents to {data_dir} ...")
-    print(f"demo: done. The twin is at {cfg.synth.out} on the local S3 endpoint; browse it with\n"
-          f"  .venv/bin/smray s3 serve --data {args.data}   (then any S3 client at the printed endpoint)\n"
-          f"or directly on disk under {data_dir}/{cfg.synth.out.split('://', 1)[-1]}")
+    where = [("twin", cfg.synth.out)] + ([("cube", cfg.ingest.out)] if cfg.ingest.out else [])
+    print("demo: done. Outputs on the local S3 endpoint, saved on disk:")
+    for name, url in where:
+        print(f"  {name:5s} {url}  ->  {data_dir}/{url.split('://', 1)[-1]}")
+    print(f"Browse them with `.venv/bin/smray s3 serve --data {args.data}` and any S3 client at the printed "
+          f"endpoint, or open the cube with xarray.open_zarr(path, consolidated=True).")
     return 0
 
 
@@ -177,7 +198,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("demo", help="run the main job on the embedded default (local S3, local Ray)",
                        description="Start a local S3 endpoint and a local Ray runtime, and run the main job on "
                                    "the embedded default config (smray/configs/demo.yaml): generate the twin "
-                                   "into s3://smray-demo/. Objects persist under --data.")
+                                   "into s3://smray-demo/twin and ingest it into the cube s3://smray-demo/cube.zarr. "
+                                   "Objects persist under --data.")
     p.add_argument("--config", help="YAML config to use instead of the embedded default")
     p.add_argument("--data", default=DEFAULT_DEMO_DATA, help=f"S3 persistence directory (default {DEFAULT_DEMO_DATA})")
     p.add_argument("--port", type=int, default=0, help="S3 endpoint port (default: a free port)")
@@ -248,6 +270,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("smray: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # output piped into `head` and the like: stop quietly
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141
 
 
 if __name__ == "__main__":
