@@ -209,20 +209,28 @@ def main(argv: list[str] | None = None) -> int:
                                                               "the short run is a third of it)")
     ap.add_argument("--bbox", default="-30,-40,60,70", help="region W,S,E,N of the memory runs")
     ap.add_argument("--work", help="working directory (default: a temporary one, removed afterwards)")
+    ap.add_argument("--twin", help="an existing global 0.25 deg twin archive (e.g. .smray/s3/smray-demo/twin) to "
+                                   "use for every run instead of generating twins; memory runs are then global")
     args = ap.parse_args(argv)
     n_cpu = os.cpu_count()
     print(f"bench_ingest: machine has {n_cpu} cores; Python {sys.version.split()[0]}")
     with tempfile.TemporaryDirectory(prefix="smray-bench-ingest-", dir=args.work) as tmp:
         work = Path(tmp)
-        s = _synth(work / "global", args.days, None)
-        print(f"twin: {args.days} global 0.25 deg days generated in {s:.0f} s")
-        s = _synth(work / "region", args.mem_days, args.bbox)
-        print(f"twin: {args.mem_days} regional 0.25 deg days ({args.bbox}) generated in {s:.0f} s")
+        if args.twin:
+            global_twin = region_twin = Path(args.twin).resolve()
+            args.bbox = None
+            print(f"twin: using {global_twin} for every run")
+        else:
+            global_twin, region_twin = work / "global", work / "region"
+            s = _synth(global_twin, args.days, None)
+            print(f"twin: {args.days} global 0.25 deg days generated in {s:.0f} s")
+            s = _synth(region_twin, args.mem_days, args.bbox)
+            print(f"twin: {args.mem_days} regional 0.25 deg days ({args.bbox}) generated in {s:.0f} s")
 
-        rate1, sec1, steady1 = throughput(work / "global", work, args.days, 1)
+        rate1, sec1, steady1 = throughput(global_twin, work, args.days, 1)
         print(f"throughput, 1 CPU : {rate1:6.1f} days/min end to end ({args.days} global 0.25 deg days in "
               f"{sec1:.1f} s); {steady1:6.1f} days/min between first and last finished day")
-        rate2, sec2, steady2 = throughput(work / "global", work, args.days, 2)
+        rate2, sec2, steady2 = throughput(global_twin, work, args.days, 2)
         print(f"throughput, 2 CPUs: {rate2:6.1f} days/min end to end ({args.days} global 0.25 deg days in "
               f"{sec2:.1f} s); {steady2:6.1f} days/min between first and last finished day")
         ratio = rate2 / rate1
@@ -230,14 +238,15 @@ def main(argv: list[str] | None = None) -> int:
               f"), {steady2 / steady1:.2f} steady state; end to end includes each worker's first day (cold "
               f"reads, first zarr write, ~1 s more than later days) and the driver's discovery/template/finalize")
         short = max(1, args.mem_days // 3)
-        m_short, t_short = memory(work / "region", work, short, args.bbox)
-        m_long, t_long = memory(work / "region", work, args.mem_days, args.bbox)
+        m_short, t_short = memory(region_twin, work, short, args.bbox)
+        m_long, t_long = memory(region_twin, work, args.mem_days, args.bbox)
         mem_ratio = m_long / m_short
         print(f"worker peak RSS, {short:2d} regional days: {m_short / 2**20:7.1f} MiB ({t_short:.1f} s)")
         print(f"worker peak RSS, {args.mem_days:2d} regional days: {m_long / 2**20:7.1f} MiB ({t_long:.1f} s)")
         print(f"worker memory ratio {args.mem_days}/{short} days: {mem_ratio:.2f} "
-              f"(target <= 1.2: {'met' if mem_ratio <= 1.2 else 'NOT met'}); memory runs use a {args.bbox} "
-              f"region at 0.25 deg (a global 30-day twin takes too long to generate here)")
+              f"(target <= 1.2: {'met' if mem_ratio <= 1.2 else 'NOT met'}); memory runs use "
+              + (f"a {args.bbox} region at 0.25 deg (a global 30-day twin takes too long to generate here)"
+                 if args.bbox else "the global 0.25 deg grid"))
     return 0
 
 

@@ -1,0 +1,807 @@
+"""Training the retrieval models: the CNN (or the pixel MLP) data-parallel on Ray Train, and the SVR baseline.
+
+:func:`run_training` is ``smray train``. On the driver it only checks, configures and collects:
+
+1. The training period must lie inside the cube and yield enough patches
+   (:func:`smray.patches.count_samples`); otherwise one-line :class:`SmrayError` before anything trains.
+2. The [0, 1] scaling is fitted on the training period (:func:`smray.normalise.fit_stats`).
+3. Training and validation patches are two lazy Ray Data datasets over the same days
+   (:func:`smray.patches.patch_dataset`, ``split="train"`` / ``"val"`` of ``patches.split``), streamed
+   from the cube to the workers; nothing is materialised on the driver.
+4. ``cnn``/``pixel``: a ``TorchTrainer`` runs :func:`train_func` on ``train.workers`` workers (GPU when
+   the cluster has GPUs, else CPU). ``train_func`` is a thin shell around the Ray-free loop below
+   (:func:`train_epoch_dp`, :func:`eval_sums`) and :mod:`smray.trainloop`'s optimiser, seeding and
+   :class:`~smray.trainloop.EarlyStopping`. Every epoch it reports training and validation loss, RMSE
+   and R² — from sums of squared errors, target sums and counts added up over all workers, never
+   averaged per worker — and rank 0 checkpoints the weights, optimiser state, epoch, early-stopping
+   state, history, normalisation statistics and config fingerprint. A failed worker group is
+   restarted from the latest checkpoint (``train.max_failures``); the run has a fixed name under
+   ``<out>/ray_train``, so running the same command again resumes where it stopped.
+5. ``svr``: a deterministic subsample of at most ``train.svr_max_samples`` training patches is
+   pulled to the driver, :func:`smray.baselines.fit_svr` is fitted and validated on the same split
+   (validation sums computed in Ray Data tasks).
+
+Everything the run writes lives under ``out``::
+
+    model.pt, model.pt.json   best weights, normalisation statistics, config fingerprint (smray.checkpoint)
+    svr.npz                   the SVR baseline (smray.baselines), for --model svr
+    normalisation.json        the NormStats of the training period
+    training.json             history per epoch, config without secrets, timings, samples/s
+    ray_train/smray/epoch_NNNN/last.pt, best.pt     Ray Train checkpoints (resume, retries)
+
+Non-finite values never reach the optimiser: samples with NaN/inf in ``x`` or ``y`` are dropped
+from their batch and counted, and a step whose gradients are non-finite (after the all-reduce, so
+the same on every worker) is skipped on every worker. Every worker takes part in every gradient
+all-reduce even when its own batch is empty after dropping, so one bad batch cannot hang the others.
+On one worker a run is deterministic for ``train.seed``. Example::
+
+    cfg = load_config("smray.yaml")
+    summary = run_training(cfg, "s3://bucket/cube.zarr", "2011-07-01", "2011-07-28", "s3://bucket/models/cnn")
+    print(summary.line())
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import hashlib
+import json
+import math
+import os
+import posixpath
+import tempfile
+import time
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+from smray import cube as cubemod
+from smray.checkpoint import Checkpoint as ModelCheckpoint
+from smray.checkpoint import (config_fingerprint, config_signature, load_checkpoint, make_checkpoint,
+                              restore_optimizer, save_checkpoint)
+from smray.config import Config, StorageConfig, to_dict
+from smray.errors import SmrayError
+from smray.models import build_model, input_channels
+from smray.normalise import NormStats, block_names, fit_stats
+from smray.storage import check_reachable, filesystem, join, protocol, read_bytes, resolve_storage, write_bytes
+from smray.trainloop import EarlyStopping, finite_samples, make_optimizer, seed_everything
+
+#: Ray Train's storage folder inside ``out`` and the run's fixed name (a re-run resumes it)
+RAY_TRAIN_DIR = "ray_train"
+RUN_NAME = "smray"
+#: files inside ``out`` and inside each Ray Train checkpoint directory
+MODEL_FILE = "model.pt"
+SVR_FILE = "svr.npz"
+NORMALISATION_FILE = "normalisation.json"
+TRAINING_FILE = "training.json"
+LAST_FILE = "last.pt"
+BEST_FILE = "best.pt"
+#: training / validation patches a period must yield (at least, and at least one per worker)
+MIN_TRAIN_PATCHES = 100
+MIN_VAL_PATCHES = 10
+#: rows of the per-worker local shuffle buffer (mixes the day-by-day stream across days)
+SHUFFLE_BUFFER_ROWS = 8192
+#: batches fetched ahead of the training loop
+PREFETCH_BATCHES = 4
+#: validation batch size (no gradients, so larger than training batches)
+EVAL_BATCH_SIZE = 2048
+#: CPUs that must stay free for the patch-reading tasks beside the Ray Train workers
+MIN_READER_CPUS = 0.25
+#: Ray Train checkpoints kept (the latest ones)
+CHECKPOINTS_KEPT = 2
+#: targets are scaled to [0, 1]; sums of squares are taken about this shift (float64, accurate SST)
+TARGET_SHIFT = 0.5
+#: layout of the float64 metric sums of :func:`train_epoch_dp` / :func:`eval_sums`
+SUM_FIELDS = ("n", "sse", "sum_err", "sum_d", "sum_d2", "dropped")
+
+Batch = tuple[Tensor, Tensor]
+#: sums a float64 vector over all data-parallel workers (the identity on one worker)
+Reducer = Callable[[Tensor], Tensor]
+
+
+# --------------------------------------------------------------------------------------------
+# The Ray-free core: data-parallel-safe epochs and exact metric sums
+# --------------------------------------------------------------------------------------------
+def _grads_finite(model: nn.Module) -> bool:
+    return all(bool(torch.isfinite(p.grad).all()) for p in model.parameters() if p.grad is not None)
+
+
+def _add_sums(acc: Tensor, err: Tensor, y: Tensor) -> None:
+    e = err.detach().double().reshape(-1)
+    d = y.detach().double().reshape(-1) - TARGET_SHIFT
+    acc += torch.stack([torch.tensor(float(len(e)), dtype=torch.float64), (e * e).sum().cpu(), e.sum().cpu(),
+                        d.sum().cpu(), (d * d).sum().cpu(), torch.tensor(0.0, dtype=torch.float64)])
+
+
+def train_epoch_dp(model: nn.Module, batches: Iterable[Batch], optimizer: torch.optim.Optimizer, *,
+                   world_size: int = 1, reduce_sum: Reducer | None = None) -> dict[str, Any]:
+    """One pass over this worker's ``batches`` ``(x (N, C, 9, 9), y (N,))``, one optimiser step per
+    batch, minimising the mean squared error over the finite samples of the batch *on all workers*.
+
+    With ``world_size`` > 1, ``model`` is wrapped in DistributedDataParallel (which averages the
+    gradients over workers) and ``reduce_sum`` sums a tensor over workers; each worker's loss is its
+    sum of squared errors × ``world_size`` / (finite samples on all workers), so the averaged
+    gradient is exactly that of the global MSE. Every worker runs forward and backward for every
+    batch — a worker whose batch has no finite sample contributes a zero gradient — so the
+    gradient all-reduces stay in step; a batch with no finite sample anywhere, or non-finite
+    gradients after the all-reduce, is skipped on every worker alike. All workers must yield the
+    same number of batches (Ray Train's ``streaming_split(equal=True)`` does).
+
+    Returns ``sums`` (float64 ``(6,)`` in :data:`SUM_FIELDS` order, this worker's samples used, taken
+    before each step), ``skipped_batches`` (the same on every worker) and ``steps``.
+    """
+    if world_size > 1 and reduce_sum is None:
+        raise ValueError("train_epoch_dp: world_size > 1 needs reduce_sum")
+    device = next(model.parameters()).device
+    model.train()
+    acc = torch.zeros(len(SUM_FIELDS), dtype=torch.float64)
+    dropped, skipped, steps = 0, 0, 0
+    for x, y in batches:
+        x, y = x.to(device), y.to(device).reshape(-1)
+        ok = finite_samples(x, y)
+        n_ok = int(ok.sum())
+        dropped += len(y) - n_ok
+        n_all = n_ok
+        if world_size > 1:
+            n_all = int(reduce_sum(torch.tensor([float(n_ok)], dtype=torch.float64))[0])  # type: ignore[misc]
+        if n_all == 0:
+            skipped += 1
+            continue
+        optimizer.zero_grad(set_to_none=True)
+        if n_ok:
+            xs, ys = (x, y) if n_ok == len(y) else (x[ok], y[ok])
+            err = model(xs).reshape(-1) - ys
+            sse = (err * err).sum()
+        else:  # nothing finite here, but the other workers step: join their all-reduce with zeros
+            err = None
+            sse = model(torch.zeros((1, *x.shape[1:]), dtype=x.dtype, device=device)).sum() * 0.0
+        loss = sse * (world_size / n_all)
+        if world_size == 1 and not torch.isfinite(loss):
+            skipped += 1
+            continue
+        loss.backward()
+        if not _grads_finite(model):
+            optimizer.zero_grad(set_to_none=True)
+            skipped += 1
+            continue
+        optimizer.step()
+        steps += 1
+        if err is not None:
+            _add_sums(acc, err, ys)
+    acc[SUM_FIELDS.index("dropped")] = float(dropped)
+    return {"sums": acc, "skipped_batches": skipped, "steps": steps}
+
+
+def eval_sums(model: nn.Module, batches: Iterable[Batch]) -> Tensor:
+    """Validation sums over the finite samples of ``batches`` (float64 ``(6,)``, :data:`SUM_FIELDS`),
+    to be added over workers before :func:`metrics_from_sums`. ``model`` is put in eval mode."""
+    device = next(model.parameters()).device
+    model.eval()
+    acc = torch.zeros(len(SUM_FIELDS), dtype=torch.float64)
+    dropped = 0
+    with torch.no_grad():
+        for x, y in batches:
+            x, y = x.to(device), y.to(device).reshape(-1)
+            ok = finite_samples(x, y)
+            n_ok = int(ok.sum())
+            dropped += len(y) - n_ok
+            if n_ok == 0:
+                continue
+            xs, ys = (x, y) if n_ok == len(y) else (x[ok], y[ok])
+            _add_sums(acc, model(xs).reshape(-1).double() - ys.double(), ys)
+    acc[SUM_FIELDS.index("dropped")] = float(dropped)
+    return acc
+
+
+def metrics_from_sums(sums: Tensor | np.ndarray) -> dict[str, float]:
+    """``loss`` (MSE), ``rmse``, ``r2`` (1 − SSE/SST, SST about the mean of all targets; NaN for fewer
+    than 2 samples or constant targets), ``bias`` (mean prediction − target), ``n`` and
+    ``skipped_nonfinite`` from sums added over workers (:data:`SUM_FIELDS`)."""
+    n, sse, sum_err, sum_d, sum_d2, dropped = (float(v) for v in np.asarray(sums, dtype=np.float64))
+    if n <= 0:
+        return {"loss": math.nan, "rmse": math.nan, "r2": math.nan, "bias": math.nan, "n": 0,
+                "skipped_nonfinite": int(dropped)}
+    sst = sum_d2 - sum_d * sum_d / n
+    mse = sse / n
+    r2 = 1.0 - sse / sst if n > 1 and sst > 1e-12 * max(sum_d2, 1e-300) else math.nan
+    return {"loss": mse, "rmse": math.sqrt(mse), "r2": r2, "bias": sum_err / n, "n": int(n),
+            "skipped_nonfinite": int(dropped)}
+
+
+def epoch_metrics(epoch: int, train_sums: Tensor, val_sums: Tensor, *, skipped_batches: int,
+                  target_span: float) -> dict[str, Any]:
+    """The reported metrics of one epoch (1-based ``epoch``) from worker-summed sums;
+    ``target_span`` (m³/m³ per scaled unit) converts the validation RMSE to m³/m³."""
+    tr, va = metrics_from_sums(train_sums), metrics_from_sums(val_sums)
+    return {
+        "epoch": int(epoch), "train_loss": tr["loss"], "train_rmse": tr["rmse"], "train_r2": tr["r2"],
+        "train_n": tr["n"], "val_loss": va["loss"], "val_rmse": va["rmse"], "val_r2": va["r2"],
+        "val_bias": va["bias"], "val_n": va["n"], "val_rmse_m3": va["rmse"] * target_span,
+        "skipped_nonfinite": tr["skipped_nonfinite"] + va["skipped_nonfinite"],
+        "skipped_batches": int(skipped_batches),
+    }
+
+
+def state_sha256(state: dict[str, Tensor]) -> str:
+    """SHA-256 of a ``state_dict``'s names, shapes, dtypes and values (to tell weights apart)."""
+    h = hashlib.sha256()
+    for name in sorted(state):
+        t = state[name].detach().to("cpu").contiguous()
+        h.update(f"{name}:{tuple(t.shape)}:{t.dtype};".encode())
+        h.update(t.numpy().tobytes() if t.dtype != torch.bfloat16 else t.float().numpy().tobytes())
+    return h.hexdigest()
+
+
+# --------------------------------------------------------------------------------------------
+# The Ray Train worker function
+# --------------------------------------------------------------------------------------------
+def _allreduce_sum(t: Tensor) -> Tensor:
+    import torch.distributed as dist
+
+    if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
+        return t
+    device = torch.device("cuda", torch.cuda.current_device()) if dist.get_backend() == "nccl" else torch.device("cpu")
+    out = t.detach().to(device, dtype=torch.float64, copy=True)
+    dist.all_reduce(out)
+    return out.cpu()
+
+
+def _xy(batches: Iterable[dict[str, Tensor]]) -> Iterator[Batch]:
+    for b in batches:
+        yield b["x"], b["y"]
+
+
+def _shuffle_seed(seed: int, epoch: int, rank: int) -> int:
+    return (seed * 1_000_003 + epoch * 1009 + rank) % 2**31
+
+
+@dataclass
+class _Resume:
+    epoch: int = 0
+    history: list[dict[str, Any]] = field(default_factory=list)
+    stopper: dict[str, Any] | None = None
+    model_state: dict[str, Tensor] | None = None
+    best_state: dict[str, Tensor] | None = None
+    ckpt: ModelCheckpoint | None = None
+
+
+def _read_resume(directory: str, cfg: Config) -> _Resume:
+    where = f"Ray Train checkpoint {directory}"
+    last = load_checkpoint(os.path.join(directory, LAST_FILE), cfg.model, cfg.patches)
+    best = load_checkpoint(os.path.join(directory, BEST_FILE), cfg.model, cfg.patches)
+    extra = last.extra
+    if not isinstance(extra.get("history"), list) or not isinstance(extra.get("early_stopping"), dict):
+        raise SmrayError(f"{where}: not written by smray train (history / early-stopping state missing)")
+    return _Resume(epoch=last.epoch, history=list(extra["history"]), stopper=extra["early_stopping"],
+                   model_state=last.model_state, best_state=best.model_state, ckpt=last)
+
+
+def _write_checkpoint(directory: str, model: nn.Module, best_state: dict[str, Tensor], optimizer: torch.optim.Optimizer,
+                      cfg: Config, *, epoch: int, stopper: EarlyStopping, history: list[dict[str, Any]],
+                      norm_stats: dict[str, Any], run: dict[str, Any]) -> None:
+    extra = {"history": history, "early_stopping": stopper.state_dict(), "run": run}
+    last = make_checkpoint(model, cfg.model, cfg.patches, epoch=epoch, best_metric=stopper.best,
+                           norm_stats=norm_stats, optimizer=optimizer, extra=extra)
+    save_checkpoint(os.path.join(directory, LAST_FILE), last)
+    best = dataclasses.replace(last, model_state={k: v.detach().cpu() for k, v in best_state.items()},
+                               optimizer_state=None, epoch=max(stopper.best_epoch, 0),
+                               extra={"run": run})
+    save_checkpoint(os.path.join(directory, BEST_FILE), best)
+
+
+def train_func(config: dict[str, Any]) -> dict[str, Any]:
+    """The Ray Train per-worker function: restore from the run's latest checkpoint when there is one,
+    then per epoch train on the ``train`` shard, evaluate on the ``val`` shard, add the metric sums
+    over workers, step the early stopping, and report (rank 0 with a checkpoint).
+
+    ``config``: ``cfg`` (:class:`Config`), ``in_channels``, ``norm_stats`` (``NormStats.to_dict()``),
+    ``target_span`` (m³/m³ per scaled unit), ``run`` (:func:`run_signature`), and optionally
+    ``fail_once`` ``(epoch, marker_path)``: raise once after reporting that epoch (fault-injection tests).
+    Returns (rank 0's is the result's ``return_value``) the start epoch and weight hashes.
+    """
+    from smray import raysupport as rs
+
+    cfg: Config = config["cfg"]
+    tc = cfg.train
+    rank, world = rs.train_context()
+    seed_everything(tc.seed)
+    model = build_model(cfg.model, int(config["in_channels"]))
+    with rs.latest_train_checkpoint() as directory:
+        resume = _read_resume(directory, cfg) if directory is not None else _Resume()
+    if resume.model_state is not None:
+        model.load_state_dict(resume.model_state, strict=True)
+    start_sha = state_sha256(model.state_dict())
+    net = rs.prepare_torch_model(model)  # moves `model` to the device; DDP wrapper when world > 1
+    optimizer = make_optimizer(model, tc)
+    if resume.ckpt is not None:
+        restore_optimizer(optimizer, resume.ckpt, "Ray Train checkpoint")
+    stopper = EarlyStopping(tc.patience)
+    if resume.stopper is not None:
+        stopper.load_state_dict(resume.stopper)
+    best_state = resume.best_state or {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
+    history = resume.history
+    reduce = _allreduce_sum if world > 1 else None
+    train_shard, val_shard = rs.dataset_shard("train"), rs.dataset_shard("val")
+    fail_once = config.get("fail_once")
+    epochs_run = 0
+    for epoch in range(resume.epoch + 1, tc.epochs + 1):  # 1-based: epochs completed after this one
+        if stopper.should_stop:
+            break
+        t0 = time.perf_counter()
+        batches = rs.iter_torch_batches(train_shard, batch_size=tc.batch_size, shuffle_buffer=SHUFFLE_BUFFER_ROWS,
+                                        shuffle_seed=_shuffle_seed(tc.seed, epoch, rank),
+                                        prefetch_batches=PREFETCH_BATCHES)
+        tr = train_epoch_dp(net, _xy(batches), optimizer, world_size=world, reduce_sum=reduce)
+        t1 = time.perf_counter()
+        va = eval_sums(model, _xy(rs.iter_torch_batches(val_shard, batch_size=EVAL_BATCH_SIZE)))
+        t2 = time.perf_counter()
+        sums = torch.cat([tr["sums"], va])
+        if reduce is not None:
+            sums = reduce(sums)
+        m = epoch_metrics(epoch, sums[:len(SUM_FIELDS)], sums[len(SUM_FIELDS):],
+                          skipped_batches=tr["skipped_batches"], target_span=float(config["target_span"]))
+        improved = stopper.step(m["val_loss"], epoch)
+        if improved:
+            best_state = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
+        m.update({"improved": bool(improved), "best_val_loss": stopper.best, "best_epoch": stopper.best_epoch,
+                  "stop": bool(stopper.should_stop), "train_s": t1 - t0, "val_s": t2 - t1,
+                  "samples_per_s": m["train_n"] / (t1 - t0) if t1 > t0 else math.nan, "workers": world,
+                  "torch_threads": torch.get_num_threads(),
+                  "steps": tr["steps"]})
+        history.append(m)
+        epochs_run += 1
+        with tempfile.TemporaryDirectory(prefix="smray-ckpt-") as tmp:
+            if rank == 0:
+                _write_checkpoint(tmp, model, best_state, optimizer, cfg, epoch=epoch, stopper=stopper,
+                                  history=history, norm_stats=config["norm_stats"], run=config["run"])
+                print(f"train: epoch {epoch}/{tc.epochs}: train loss {m['train_loss']:.5f}, val loss "
+                      f"{m['val_loss']:.5f}, val RMSE {m['val_rmse_m3']:.4f} m3/m3, R² {m['val_r2']:.3f}, "
+                      f"{m['samples_per_s']:.0f} samples/s", flush=True)
+            rs.report_train({k: (float(v) if isinstance(v, (int, float, bool)) else v) for k, v in m.items()},
+                            tmp if rank == 0 else None, f"epoch_{epoch:04d}")
+        if fail_once is not None and rank == 0 and epoch == int(fail_once[0]) and not os.path.exists(fail_once[1]):
+            with open(fail_once[1], "w") as fh:
+                fh.write("failed once\n")
+            raise RuntimeError(f"injected worker failure after epoch {epoch}")
+    return {"start_epoch": resume.epoch, "start_weights_sha256": start_sha, "epochs_run": epochs_run,
+            "last_weights_sha256": state_sha256(model.state_dict())}
+
+
+# --------------------------------------------------------------------------------------------
+# The driver
+# --------------------------------------------------------------------------------------------
+@dataclass
+class TrainSummary:
+    """What a training run did. Losses/RMSE in scaled units unless ``_m3``; R² dimensionless."""
+
+    kind: str  #: cnn, pixel or svr
+    out: str  #: output URL
+    artefact: str  #: URL of model.pt or svr.npz
+    n_train: int  #: training patches per epoch (drawn; before the equal split across workers)
+    n_val: int  #: validation patches
+    val_loss: float  #: best validation MSE (scaled units)
+    val_rmse: float
+    val_r2: float
+    val_rmse_m3: float  #: validation RMSE in m³/m³
+    seconds: float  #: wall time of run_training
+    epochs_completed: int = 0  #: epochs in the model's history (all runs)
+    resumed_from: int = 0  #: epochs completed before this run started (0: fresh)
+    best_epoch: int = 0  #: the epoch whose weights are in model.pt (1-based)
+    stopped_early: bool = False
+    samples_per_s: float = math.nan  #: training samples per second over this run's epochs (all workers)
+    n_fitted: int = 0  #: SVR: samples the SVR was fitted on
+    workers: int = 1
+    history: list[dict[str, Any]] = field(default_factory=list)
+
+    def line(self) -> str:
+        if self.kind == "svr":
+            return (f"train: svr fitted on {self.n_fitted} patches: validation RMSE {self.val_rmse_m3:.4f} m3/m3, "
+                    f"R² {self.val_r2:.3f} ({self.n_val} patches) in {self.seconds:.0f} s -> {self.artefact}")
+        resumed = f" (resumed after epoch {self.resumed_from})" if self.resumed_from else ""
+        stopped = ", stopped early" if self.stopped_early else ""
+        return (f"train: {self.kind}, {self.epochs_completed} epochs{resumed}{stopped} on {self.workers} worker(s), "
+                f"best epoch {self.best_epoch}: validation RMSE {self.val_rmse_m3:.4f} m3/m3, R² {self.val_r2:.3f}; "
+                f"{self.samples_per_s:.0f} samples/s; {self.seconds:.0f} s -> {self.artefact}")
+
+
+def _as_date(value: dt.date | str, name: str) -> dt.date:
+    if isinstance(value, dt.datetime):
+        return value.date()
+    if isinstance(value, dt.date):
+        return value
+    try:
+        return dt.date.fromisoformat(str(value))
+    except ValueError:
+        raise SmrayError(f"{name}: expected a date YYYY-MM-DD, got {value!r}") from None
+
+
+def training_period(cube_url: str, storage: StorageConfig | None, start: dt.date, end: dt.date,
+                    channels: Iterable[str]) -> list[dt.date]:
+    """The days of the period after checking it is not empty, lies inside the cube and the cube has
+    the channels asked for (one-line SmrayError naming the field otherwise)."""
+    if end < start:
+        raise SmrayError(f"train_end: {end} is before train_start {start} (empty training period)")
+    info = cubemod.info(cube_url, storage)
+    if start < info.start or end > info.end:
+        raise SmrayError(f"train_start/train_end: {start}..{end} is not inside the time axis {info.start}.."
+                         f"{info.end} of the cube {cube_url}")
+    missing = [c for c in channels if c not in info.channels]
+    if missing:
+        raise SmrayError(f"patches.channels: the cube {cube_url} has no channel {missing[0]!r}")
+    return [start + dt.timedelta(days=i) for i in range((end - start).days + 1)]
+
+
+def check_sample_counts(counts: dict[dt.date, dict[str, Any]], workers: int, where: str) -> tuple[int, int]:
+    """(training, validation) patches of the period; SmrayError when too few to train on."""
+    n_train = sum(int(c["train"]) for c in counts.values())
+    n_val = sum(int(c["val"]) for c in counts.values())
+    n_valid = sum(int(c["valid"]) for c in counts.values())
+    need_train, need_val = max(MIN_TRAIN_PATCHES, workers), max(MIN_VAL_PATCHES, workers)
+    if n_train < need_train:
+        raise SmrayError(f"{where} yields {n_train} training patches ({n_valid} valid centres), need at least "
+                         f"{need_train}: choose a longer period or raise patches.train_per_day")
+    if n_val < need_val:
+        raise SmrayError(f"{where} yields {n_val} validation patches, need at least {need_val}: choose a longer "
+                         f"period or raise patches.val_per_day")
+    return n_train, n_val
+
+
+def _stats_digest(stats: NormStats) -> str:
+    d = stats.to_dict()
+    for volatile in ("created", "cube"):
+        d.pop(volatile, None)
+    return hashlib.sha256(json.dumps(d, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def run_signature(cfg: Config, cube_url: str, start: dt.date, end: dt.date, stats: NormStats) -> dict[str, Any]:
+    """What a resumed run must share with the checkpoint it resumes: the cube and period, the model
+    and patch configuration, the scaling, and the optimiser settings."""
+    tc = cfg.train
+    return {
+        "cube": cube_url, "train_start": start.isoformat(), "train_end": end.isoformat(),
+        "fingerprint": config_fingerprint(cfg.model, cfg.patches), "patches": to_dict(cfg.patches),
+        "normalise": to_dict(cfg.normalise), "qc_block": list(block_names(cfg.qc.block)),
+        "optimiser": {k: getattr(tc, k) for k in ("optimizer", "lr", "weight_decay", "momentum", "batch_size", "seed")},
+        "norm_stats": _stats_digest(stats),
+    }
+
+
+def _differences(a: Any, b: Any, prefix: str = "") -> list[str]:
+    if isinstance(a, dict) and isinstance(b, dict):
+        out: list[str] = []
+        for k in sorted(set(a) | set(b)):
+            out += _differences(a.get(k), b.get(k), f"{prefix}{k}.")
+        return out
+    return [] if a == b else [prefix.rstrip(".")]
+
+
+def _checkpoint_dirs(out_url: str, storage: StorageConfig) -> tuple[Any, str, list[str]]:
+    fs, root = filesystem(out_url, storage)
+    run_dir = posixpath.join(root.rstrip("/"), RAY_TRAIN_DIR, RUN_NAME)
+    try:
+        fs.invalidate_cache(run_dir)
+        names = sorted(posixpath.basename(p.rstrip("/")) for p in fs.ls(run_dir, detail=False))
+    except (FileNotFoundError, NotADirectoryError):
+        names = []
+    return fs, run_dir, [n for n in names if n.startswith("epoch_")]
+
+
+def existing_run(out_url: str, storage: StorageConfig, cfg: Config,
+                 run: dict[str, Any]) -> tuple[str, int, bool] | None:
+    """The latest Ray Train checkpoint under ``out`` (name, epochs completed, finished: all
+    ``train.epochs`` done or stopped early), verified to be intact and from a compatible run; None
+    when there is none. A corrupt or incompatible one is refused with one line saying how to start
+    over."""
+    fs, run_dir, names = _checkpoint_dirs(out_url, storage)
+    if not names:
+        return None
+    name = names[-1]
+    where = join(out_url, RAY_TRAIN_DIR, RUN_NAME, name)
+    how = f"remove {join(out_url, RAY_TRAIN_DIR)} or choose another --out to start over"
+    try:
+        ckpt = load_checkpoint((fs, join(run_dir, name, LAST_FILE)), cfg.model, cfg.patches)
+        load_checkpoint((fs, join(run_dir, name, BEST_FILE)), cfg.model, cfg.patches)
+    except SmrayError as err:
+        raise SmrayError(f"cannot resume: {err}; {how}") from None
+    diff = _differences(ckpt.extra.get("run"), run)
+    if diff:
+        raise SmrayError(f"cannot resume from {where}: it was trained with other settings ({', '.join(diff[:4])}); "
+                         f"{how}")
+    stopper = EarlyStopping(cfg.train.patience)
+    try:
+        stopper.load_state_dict(ckpt.extra["early_stopping"])
+    except (KeyError, TypeError, ValueError):
+        raise SmrayError(f"cannot resume from {where}: early-stopping state missing; {how}") from None
+    return name, int(ckpt.epoch), int(ckpt.epoch) >= cfg.train.epochs or stopper.should_stop
+
+
+def _storage_for_ray(out_url: str, storage: StorageConfig) -> tuple[str, Any]:
+    from smray import raysupport as rs
+
+    if protocol(out_url) == "file":
+        path = out_url[7:] if out_url.startswith("file://") else out_url
+        return os.path.join(os.path.abspath(path), RAY_TRAIN_DIR), None
+    fs, path = filesystem(out_url, storage)
+    return posixpath.join(path.rstrip("/"), RAY_TRAIN_DIR), rs.pyarrow_filesystem(fs)
+
+
+def _json_safe(obj: Any) -> Any:
+    if isinstance(obj, float):
+        return obj if math.isfinite(obj) else None
+    if isinstance(obj, dict):
+        return {k: _json_safe(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_json_safe(v) for v in obj]
+    if isinstance(obj, (np.floating, np.integer)):
+        return _json_safe(obj.item())
+    return obj
+
+
+def _write_json(url: str, storage: StorageConfig, data: dict[str, Any]) -> None:
+    fs, path = filesystem(url, storage)
+    write_bytes(fs, path, json.dumps(_json_safe(data), indent=1, default=str).encode())
+
+
+def _resources(cfg: Config) -> tuple[bool, float]:
+    """(use GPU, CPUs per patch-reading task) for the cluster; SmrayError when the workers would leave
+    the readers no CPU (they would wait forever) or GPUs are asked for that the cluster lacks."""
+    from smray import raysupport as rs
+
+    tc = cfg.train
+    gpus = rs.cluster_resource("GPU")
+    use_gpu = gpus >= 1 if tc.use_gpu is None else bool(tc.use_gpu)
+    if use_gpu and gpus < tc.workers:
+        raise SmrayError(f"train.use_gpu: {tc.workers} workers need {tc.workers} GPUs, the cluster has {gpus:g}")
+    cpus = rs.cluster_resource("CPU")
+    left = cpus - tc.workers * tc.cpus_per_worker
+    if left < MIN_READER_CPUS:
+        raise SmrayError(f"train.cpus_per_worker: {tc.workers} workers x {tc.cpus_per_worker:g} CPUs leave "
+                         f"{max(left, 0):g} of the cluster's {cpus:g} CPUs for reading patches (need "
+                         f"{MIN_READER_CPUS:g}); lower train.cpus_per_worker or train.workers, or raise ray.num_cpus")
+    return use_gpu, min(1.0, left)
+
+
+def run_training(cfg: Config, cube_url: str, train_start: dt.date | str, train_end: dt.date | str, out_url: str,
+                 model_kind: str | None = None, workers: int | None = None,
+                 progress: Callable[[str], None] = print, *,
+                 fail_once: tuple[int, str] | None = None) -> TrainSummary:
+    """Train ``model_kind`` (default ``model.kind``) on the patches of ``train_start``..``train_end``
+    (inclusive) of the cube and write the artefacts to ``out_url`` (see the module docstring).
+
+    ``workers`` overrides ``train.workers``. Starts a local Ray runtime when none is connected (and
+    stops it again). Everything that can be checked before training is (period, patch counts,
+    storage, CPUs, a resumable checkpoint) and fails with one line. ``fail_once`` (tests only):
+    a worker raises once after reporting that epoch (``marker_path`` records it).
+    """
+    from smray.raysupport import init_ray, shutdown_ray
+
+    t_start = time.perf_counter()
+    if model_kind is not None:
+        cfg = dataclasses.replace(cfg, model=dataclasses.replace(cfg.model, kind=model_kind))
+    if workers is not None:
+        cfg = dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, workers=int(workers)))
+    kind = cfg.model.kind
+    start, end = _as_date(train_start, "train_start"), _as_date(train_end, "train_end")
+    storage = resolve_storage(cfg.storage)
+    if kind != "svr" and protocol(out_url) == "memory":
+        raise SmrayError(f"{out_url}: memory:// cannot hold Ray Train checkpoints (each worker is its own process); "
+                         f"use a local path or s3://")
+    dates = training_period(cube_url, storage, start, end, cfg.patches.channels)
+    check_reachable(out_url, storage, create=True)
+    started = init_ray(cfg.ray)
+    try:
+        from smray.patches import count_samples
+
+        use_gpu, reader_cpus = _resources(cfg) if kind != "svr" else (False, 1.0)
+        counts = count_samples(cube_url, storage, dates, cfg.patches, cfg.qc.block)
+        where = f"{cube_url}: training period {start}..{end}"
+        n_train, n_val = check_sample_counts(counts, cfg.train.workers if kind != "svr" else 1, where)
+        progress(f"train: {where}: {n_train} training and {n_val} validation patches per epoch "
+                 f"({cfg.patches.split} split)")
+        t0 = time.perf_counter()
+        stats = fit_stats(cube_url, storage, start, end, cfg.normalise, cfg.qc.block, cfg.patches)
+        stats_s = time.perf_counter() - t0
+        common = {"cube": cube_url, "train_start": start.isoformat(), "train_end": end.isoformat(), "out": out_url,
+                  "kind": kind, "config": to_dict(cfg), "n_train": n_train, "n_val": n_val,
+                  "days": len(dates), "stats_s": stats_s}
+        if kind == "svr":
+            summary = _run_svr(cfg, cube_url, storage, dates, stats, out_url, n_train, n_val, common, progress)
+        else:
+            summary = _run_torch(cfg, cube_url, storage, dates, stats, out_url, n_train, n_val, common, progress,
+                                 use_gpu=use_gpu, reader_cpus=reader_cpus, fail_once=fail_once)
+    finally:
+        shutdown_ray(started)
+    summary.seconds = time.perf_counter() - t_start
+    return summary
+
+
+def _run_torch(cfg: Config, cube_url: str, storage: StorageConfig, dates: list[dt.date], stats: NormStats,
+               out_url: str, n_train: int, n_val: int, common: dict[str, Any], progress: Callable[[str], None], *,
+               use_gpu: bool, reader_cpus: float, fail_once: tuple[int, str] | None) -> TrainSummary:
+    from smray import raysupport as rs
+    from smray.patches import patch_dataset
+
+    tc = cfg.train
+    run = run_signature(cfg, cube_url, dates[0], dates[-1], stats)
+    previous = existing_run(out_url, storage, cfg, run)
+    resumed_from = previous[1] if previous else 0
+    _write_json(join(out_url, NORMALISATION_FILE), storage, stats.to_dict())
+    storage_path, storage_fs = _storage_for_ray(out_url, storage)
+    if previous and previous[2]:
+        progress(f"train: {join(out_url, RAY_TRAIN_DIR, RUN_NAME)} already finished after epoch {resumed_from}; "
+                 f"nothing to train")
+        return _finish_torch(cfg, stats, out_url, storage, previous[0], resumed_from, n_train, n_val, common,
+                             use_gpu=use_gpu, fit_s=0.0, ret={}, storage_path=storage_path)
+    if previous:
+        progress(f"train: resuming {join(out_url, RAY_TRAIN_DIR, RUN_NAME)} after epoch {resumed_from}")
+
+    def dataset(split: str) -> Any:
+        ds = patch_dataset(cube_url, storage, dates, cfg.patches, cfg.qc.block, stats, split=split,
+                           num_cpus=reader_cpus)
+        return rs.select_columns(ds, ["x", "y"])
+
+    span = float(stats.target_upper - stats.target_lower)
+    config = {"cfg": cfg, "in_channels": input_channels(cfg.patches), "norm_stats": stats.to_dict(),
+              "target_span": span, "run": run, "fail_once": fail_once}
+    progress(f"train: {cfg.model.kind} on Ray Train, {tc.workers} {'GPU' if use_gpu else 'CPU'} worker(s), "
+             f"up to {tc.epochs} epochs -> {storage_path}")
+    t0 = time.perf_counter()
+    try:
+        result = rs.run_torch_trainer(train_func, config, datasets={"train": dataset("train"), "val": dataset("val")},
+                                      num_workers=tc.workers, use_gpu=use_gpu, cpus_per_worker=tc.cpus_per_worker,
+                                      storage_path=storage_path, storage_filesystem=storage_fs, name=RUN_NAME,
+                                      max_failures=tc.max_failures, num_to_keep=CHECKPOINTS_KEPT)
+    except Exception as err:
+        cause = rs.training_failure(err)
+        if cause is None:
+            raise
+        if isinstance(cause, SmrayError):
+            raise SmrayError(str(cause)) from None
+        lines = str(cause).strip().splitlines()
+        raise SmrayError(f"training failed after {tc.max_failures} retries: {type(cause).__name__}: "
+                         f"{lines[-1] if lines else ''}") from None
+    fit_s = time.perf_counter() - t0
+    name = rs.result_checkpoint_name(result) or (previous[0] if previous else None)
+    if name is None:
+        raise SmrayError(f"{out_url}: training reported no checkpoint")
+    return _finish_torch(cfg, stats, out_url, storage, name, resumed_from, n_train, n_val, common, use_gpu=use_gpu,
+                         fit_s=fit_s, ret=getattr(result, "return_value", None) or {}, storage_path=storage_path)
+
+
+def _finish_torch(cfg: Config, stats: NormStats, out_url: str, storage: StorageConfig, name: str, resumed_from: int,
+                  n_train: int, n_val: int, common: dict[str, Any], *, use_gpu: bool, fit_s: float,
+                  ret: dict[str, Any], storage_path: str) -> TrainSummary:
+    """model.pt (best weights + statistics) and training.json from the run's checkpoint ``name``."""
+    tc = cfg.train
+    fs, run_dir, _ = _checkpoint_dirs(out_url, storage)
+    last = load_checkpoint((fs, join(run_dir, name, LAST_FILE)), cfg.model, cfg.patches)
+    best = load_checkpoint((fs, join(run_dir, name, BEST_FILE)), cfg.model, cfg.patches)
+    history = list(last.extra.get("history", []))
+    stopper = last.extra.get("early_stopping", {})
+    best_epoch = int(stopper.get("best_epoch", 0))
+    best_row = next((h for h in history if h["epoch"] == best_epoch), history[-1] if history else {})
+    this_run = [h for h in history if h["epoch"] > resumed_from]
+    train_s = sum(h.get("train_s", 0.0) for h in this_run)
+    samples = sum(h.get("train_n", 0) for h in this_run)
+    summary = TrainSummary(
+        kind=cfg.model.kind, out=out_url, artefact=join(out_url, MODEL_FILE), n_train=n_train, n_val=n_val,
+        val_loss=float(best_row.get("val_loss", math.nan)), val_rmse=float(best_row.get("val_rmse", math.nan)),
+        val_r2=float(best_row.get("val_r2", math.nan)), val_rmse_m3=float(best_row.get("val_rmse_m3", math.nan)),
+        seconds=0.0, epochs_completed=last.epoch, resumed_from=resumed_from, best_epoch=best_epoch,
+        stopped_early=bool(history and history[-1].get("stop")) and last.epoch < tc.epochs,
+        samples_per_s=samples / train_s if train_s > 0 else math.nan, workers=tc.workers, history=history)
+    extra = {"best_epoch": best_epoch, "epochs_completed": last.epoch, "history": history,
+             "val_loss": summary.val_loss, "val_rmse": summary.val_rmse, "val_r2": summary.val_r2,
+             "val_rmse_m3": summary.val_rmse_m3, "run": last.extra.get("run")}
+    artefact = ModelCheckpoint(model_state=best.model_state, in_channels=best.in_channels,
+                               signature=config_signature(cfg.model, cfg.patches), epoch=best_epoch,
+                               best_metric=float(stopper.get("best", math.nan)), norm_stats=stats.to_dict(),
+                               optimizer_state=None, extra=_json_safe(extra))
+    save_checkpoint(join(out_url, MODEL_FILE), artefact, storage=storage)
+    _write_json(join(out_url, TRAINING_FILE), storage, {
+        **common, "model": MODEL_FILE, "fingerprint": artefact.fingerprint, "workers": tc.workers,
+        "use_gpu": use_gpu, "epochs_completed": last.epoch, "resumed_from": resumed_from, "best_epoch": best_epoch,
+        "stopped_early": summary.stopped_early, "val_loss": summary.val_loss, "val_rmse": summary.val_rmse,
+        "val_r2": summary.val_r2, "val_rmse_m3": summary.val_rmse_m3, "history": history,
+        "samples_per_s": summary.samples_per_s, "samples_per_s_end_to_end": samples / fit_s if fit_s > 0 else None,
+        "timings": {"fit_s": fit_s, "train_s": train_s, "epoch_s": [h.get("train_s", 0.0) + h.get("val_s", 0.0)
+                                                                    for h in this_run]},
+        "start_epoch": ret.get("start_epoch", resumed_from),
+        "start_weights_sha256": ret.get("start_weights_sha256") or (None if ret else state_sha256(last.model_state)),
+        "last_weights_sha256": state_sha256(last.model_state), "best_weights_sha256": state_sha256(best.model_state),
+        "ray_train": {"storage_path": storage_path, "name": RUN_NAME, "checkpoint": name},
+    })
+    return summary
+
+
+# --------------------------------------------------------------------------------------------
+# The SVR baseline
+# --------------------------------------------------------------------------------------------
+def _splitmix_uniform(*keys: np.ndarray, seed: int) -> np.ndarray:
+    """A uniform [0, 1) number per row, a fixed function of the integer ``keys`` and ``seed``."""
+    with np.errstate(over="ignore"):
+        h = np.full(np.broadcast_shapes(*(np.shape(k) for k in keys)), np.uint64(seed % 2**63) ^ np.uint64(0x5DEECE66D))
+        for k in keys:
+            h = h * np.uint64(0x9E3779B97F4A7C15) + np.asarray(k).astype(np.int64).astype(np.uint64)
+            h ^= h >> np.uint64(30)
+            h *= np.uint64(0xBF58476D1CE4E5B9)
+            h ^= h >> np.uint64(27)
+            h *= np.uint64(0x94D049BB133111EB)
+            h ^= h >> np.uint64(31)
+    return (h >> np.uint64(11)).astype(np.float64) / float(2**53)
+
+
+def _keep_fraction(batch: dict[str, np.ndarray], *, fraction: float, seed: int) -> dict[str, np.ndarray]:
+    u = _splitmix_uniform(batch["day"], batch["pass_index"], batch["row"], batch["col"], seed=seed)
+    keep = u < fraction
+    return {"x": batch["x"][keep], "y": batch["y"][keep]}
+
+
+def _svr_sums(batch: dict[str, np.ndarray], *, model: Any) -> dict[str, np.ndarray]:
+    from smray.baselines import predict_svr
+
+    pred = predict_svr(model, batch["x"])
+    y = np.asarray(batch["y"], dtype=np.float64)
+    ok = np.isfinite(pred) & np.isfinite(y)
+    e, d = pred[ok] - y[ok], y[ok] - TARGET_SHIFT
+    sums = np.array([ok.sum(), (e * e).sum(), e.sum(), d.sum(), (d * d).sum(), (~ok).sum()], dtype=np.float64)
+    return {"sums": sums[None, :]}
+
+
+def _run_svr(cfg: Config, cube_url: str, storage: StorageConfig, dates: list[dt.date], stats: NormStats,
+             out_url: str, n_train: int, n_val: int, common: dict[str, Any],
+             progress: Callable[[str], None]) -> TrainSummary:
+    from smray import raysupport as rs
+    from smray.baselines import fit_svr, save_svr
+    from smray.patches import patch_dataset
+
+    tc = cfg.train
+    _write_json(join(out_url, NORMALISATION_FILE), storage, stats.to_dict())
+    want = min(tc.svr_max_samples, n_train)
+    fraction = min(1.0, 1.1 * want / n_train + 20.0 / n_train)  # a little more than needed, then the first `want`
+    t0 = time.perf_counter()
+    ds = patch_dataset(cube_url, storage, dates, cfg.patches, cfg.qc.block, stats, split="train")
+    ds = rs.map_batches(ds, _keep_fraction, batch_size=None, fn_kwargs={"fraction": fraction, "seed": tc.seed})
+    batch = rs.take_batch(ds, want)
+    if not batch or len(batch["y"]) < 2:
+        raise SmrayError(f"{cube_url}: the SVR subsample of {dates[0]}..{dates[-1]} is empty")
+    model, n_fitted = fit_svr(batch["x"], batch["y"], tc, signature=config_signature(cfg.model, cfg.patches))
+    fit_s = time.perf_counter() - t0
+    save_svr(join(out_url, SVR_FILE), model, storage=storage)
+    shipped = dataclasses.replace(model, estimator=None)
+    t1 = time.perf_counter()
+    val = patch_dataset(cube_url, storage, dates, cfg.patches, cfg.qc.block, stats, split="val")
+    val = rs.map_batches(rs.select_columns(val, ["x", "y"]), _svr_sums, batch_size=None, fn_kwargs={"model": shipped})
+    sums = np.zeros(len(SUM_FIELDS))
+    for b in rs.iter_numpy_batches(val):
+        sums += np.asarray(b["sums"], dtype=np.float64).reshape(-1, len(SUM_FIELDS)).sum(axis=0)
+    val_s = time.perf_counter() - t1
+    m = metrics_from_sums(sums)
+    span = float(stats.target_upper - stats.target_lower)
+    summary = TrainSummary(kind="svr", out=out_url, artefact=join(out_url, SVR_FILE), n_train=n_train, n_val=n_val,
+                           val_loss=m["loss"], val_rmse=m["rmse"], val_r2=m["r2"], val_rmse_m3=m["rmse"] * span,
+                           seconds=0.0, n_fitted=n_fitted, workers=1)
+    _write_json(join(out_url, TRAINING_FILE), storage, {
+        **common, "model": SVR_FILE, "fingerprint": model.fingerprint, "n_fitted": n_fitted,
+        "n_support": int(model.support_vectors.shape[0]), "gamma": model.gamma, "features": model.features,
+        "val_loss": m["loss"], "val_rmse": m["rmse"], "val_r2": m["r2"], "val_bias": m["bias"], "val_n": m["n"],
+        "val_rmse_m3": m["rmse"] * span, "timings": {"fit_s": fit_s, "val_s": val_s},
+        "samples_per_s": n_fitted / fit_s if fit_s > 0 else None,
+    })
+    return summary
+
+
+def read_training_json(out_url: str, storage: StorageConfig | None = None) -> dict[str, Any]:
+    """The ``training.json`` of a run (SmrayError when absent or invalid)."""
+    url = join(out_url, TRAINING_FILE)
+    fs, path = filesystem(url, resolve_storage(storage))
+    try:
+        return json.loads(read_bytes(fs, path))
+    except FileNotFoundError:
+        raise SmrayError(f"{url}: not found (has the training run finished?)") from None
+    except ValueError:
+        raise SmrayError(f"{url}: not valid JSON") from None
