@@ -241,8 +241,8 @@ def main(argv: list[str] | None = None) -> int:
         m_short, t_short = memory(region_twin, work, short, args.bbox)
         m_long, t_long = memory(region_twin, work, args.mem_days, args.bbox)
         mem_ratio = m_long / m_short
-        print(f"worker peak RSS, {short:2d} regional days: {m_short / 2**20:7.1f} MiB ({t_short:.1f} s)")
-        print(f"worker peak RSS, {args.mem_days:2d} regional days: {m_long / 2**20:7.1f} MiB ({t_long:.1f} s)")
+        print(f"worker peak RSS, {short:2d} days: {m_short / 2**20:7.1f} MiB ({t_short:.1f} s)")
+        print(f"worker peak RSS, {args.mem_days:2d} days: {m_long / 2**20:7.1f} MiB ({t_long:.1f} s)")
         print(f"worker memory ratio {args.mem_days}/{short} days: {mem_ratio:.2f} "
               f"(target <= 1.2: {'met' if mem_ratio <= 1.2 else 'NOT met'}); memory runs use "
               + (f"a {args.bbox} region at 0.25 deg (a global 30-day twin takes too long to generate here)"
