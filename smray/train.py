@@ -10,7 +10,7 @@
    from the cube to the workers; nothing is materialised on the driver.
 4. ``cnn``/``pixel``: a ``TorchTrainer`` runs :func:`train_func` on ``train.workers`` workers (GPU when
    the cluster has GPUs, else CPU). ``train_func`` is a thin shell around the Ray-free loop below
-   (:func:`train_epoch_dp`, :func:`eval_sums`) and :mod:`smray.trainloop`'s optimiser, seeding and
+   (:func:`smray.trainloop.train_epoch_dp`, :func:`~smray.trainloop.eval_sums`) and :mod:`smray.trainloop`'s optimiser, seeding and
    :class:`~smray.trainloop.EarlyStopping`. Every epoch it reports training and validation loss, RMSE
    and R² — from sums of squared errors, target sums and counts added up over all workers, never
    averaged per worker — and rank 0 checkpoints the weights, optimiser state, epoch, early-stopping
@@ -68,7 +68,8 @@ from smray.errors import SmrayError
 from smray.models import build_model, input_channels
 from smray.normalise import NormStats, block_names, fit_stats
 from smray.storage import check_reachable, filesystem, join, protocol, read_bytes, resolve_storage, write_bytes
-from smray.trainloop import EarlyStopping, finite_samples, make_optimizer, seed_everything
+from smray.trainloop import (SUM_FIELDS, TARGET_SHIFT, EarlyStopping, eval_sums, make_optimizer, metrics_from_sums,
+                             seed_everything, train_epoch_dp)
 
 #: Ray Train's storage folder inside ``out`` and the run's fixed name (a re-run resumes it)
 RAY_TRAIN_DIR = "ray_train"
@@ -93,125 +94,12 @@ EVAL_BATCH_SIZE = 2048
 MIN_READER_CPUS = 0.25
 #: Ray Train checkpoints kept (the latest ones)
 CHECKPOINTS_KEPT = 2
-#: targets are scaled to [0, 1]; sums of squares are taken about this shift (float64, accurate SST)
-TARGET_SHIFT = 0.5
-#: layout of the float64 metric sums of :func:`train_epoch_dp` / :func:`eval_sums`
-SUM_FIELDS = ("n", "sse", "sum_err", "sum_d", "sum_d2", "dropped")
-
 Batch = tuple[Tensor, Tensor]
-#: sums a float64 vector over all data-parallel workers (the identity on one worker)
-Reducer = Callable[[Tensor], Tensor]
 
 
 # --------------------------------------------------------------------------------------------
 # The Ray-free core: data-parallel-safe epochs and exact metric sums
 # --------------------------------------------------------------------------------------------
-def _grads_finite(model: nn.Module) -> bool:
-    return all(bool(torch.isfinite(p.grad).all()) for p in model.parameters() if p.grad is not None)
-
-
-def _add_sums(acc: Tensor, err: Tensor, y: Tensor) -> None:
-    e = err.detach().double().reshape(-1)
-    d = y.detach().double().reshape(-1) - TARGET_SHIFT
-    acc += torch.stack([torch.tensor(float(len(e)), dtype=torch.float64), (e * e).sum().cpu(), e.sum().cpu(),
-                        d.sum().cpu(), (d * d).sum().cpu(), torch.tensor(0.0, dtype=torch.float64)])
-
-
-def train_epoch_dp(model: nn.Module, batches: Iterable[Batch], optimizer: torch.optim.Optimizer, *,
-                   world_size: int = 1, reduce_sum: Reducer | None = None) -> dict[str, Any]:
-    """One pass over this worker's ``batches`` ``(x (N, C, 9, 9), y (N,))``, one optimiser step per
-    batch, minimising the mean squared error over the finite samples of the batch *on all workers*.
-
-    With ``world_size`` > 1, ``model`` is wrapped in DistributedDataParallel (which averages the
-    gradients over workers) and ``reduce_sum`` sums a tensor over workers; each worker's loss is its
-    sum of squared errors × ``world_size`` / (finite samples on all workers), so the averaged
-    gradient is exactly that of the global MSE. Every worker runs forward and backward for every
-    batch — a worker whose batch has no finite sample contributes a zero gradient — so the
-    gradient all-reduces stay in step; a batch with no finite sample anywhere, or non-finite
-    gradients after the all-reduce, is skipped on every worker alike. All workers must yield the
-    same number of batches (Ray Train's ``streaming_split(equal=True)`` does).
-
-    Returns ``sums`` (float64 ``(6,)`` in :data:`SUM_FIELDS` order, this worker's samples used, taken
-    before each step), ``skipped_batches`` (the same on every worker) and ``steps``.
-    """
-    if world_size > 1 and reduce_sum is None:
-        raise ValueError("train_epoch_dp: world_size > 1 needs reduce_sum")
-    device = next(model.parameters()).device
-    model.train()
-    acc = torch.zeros(len(SUM_FIELDS), dtype=torch.float64)
-    dropped, skipped, steps = 0, 0, 0
-    for x, y in batches:
-        x, y = x.to(device), y.to(device).reshape(-1)
-        ok = finite_samples(x, y)
-        n_ok = int(ok.sum())
-        dropped += len(y) - n_ok
-        n_all = n_ok
-        if world_size > 1:
-            n_all = int(reduce_sum(torch.tensor([float(n_ok)], dtype=torch.float64))[0])  # type: ignore[misc]
-        if n_all == 0:
-            skipped += 1
-            continue
-        optimizer.zero_grad(set_to_none=True)
-        if n_ok:
-            xs, ys = (x, y) if n_ok == len(y) else (x[ok], y[ok])
-            err = model(xs).reshape(-1) - ys
-            sse = (err * err).sum()
-        else:  # nothing finite here, but the other workers step: join their all-reduce with zeros
-            err = None
-            sse = model(torch.zeros((1, *x.shape[1:]), dtype=x.dtype, device=device)).sum() * 0.0
-        loss = sse * (world_size / n_all)
-        if world_size == 1 and not torch.isfinite(loss):
-            skipped += 1
-            continue
-        loss.backward()
-        if not _grads_finite(model):
-            optimizer.zero_grad(set_to_none=True)
-            skipped += 1
-            continue
-        optimizer.step()
-        steps += 1
-        if err is not None:
-            _add_sums(acc, err, ys)
-    acc[SUM_FIELDS.index("dropped")] = float(dropped)
-    return {"sums": acc, "skipped_batches": skipped, "steps": steps}
-
-
-def eval_sums(model: nn.Module, batches: Iterable[Batch]) -> Tensor:
-    """Validation sums over the finite samples of ``batches`` (float64 ``(6,)``, :data:`SUM_FIELDS`),
-    to be added over workers before :func:`metrics_from_sums`. ``model`` is put in eval mode."""
-    device = next(model.parameters()).device
-    model.eval()
-    acc = torch.zeros(len(SUM_FIELDS), dtype=torch.float64)
-    dropped = 0
-    with torch.no_grad():
-        for x, y in batches:
-            x, y = x.to(device), y.to(device).reshape(-1)
-            ok = finite_samples(x, y)
-            n_ok = int(ok.sum())
-            dropped += len(y) - n_ok
-            if n_ok == 0:
-                continue
-            xs, ys = (x, y) if n_ok == len(y) else (x[ok], y[ok])
-            _add_sums(acc, model(xs).reshape(-1).double() - ys.double(), ys)
-    acc[SUM_FIELDS.index("dropped")] = float(dropped)
-    return acc
-
-
-def metrics_from_sums(sums: Tensor | np.ndarray) -> dict[str, float]:
-    """``loss`` (MSE), ``rmse``, ``r2`` (1 − SSE/SST, SST about the mean of all targets; NaN for fewer
-    than 2 samples or constant targets), ``bias`` (mean prediction − target), ``n`` and
-    ``skipped_nonfinite`` from sums added over workers (:data:`SUM_FIELDS`)."""
-    n, sse, sum_err, sum_d, sum_d2, dropped = (float(v) for v in np.asarray(sums, dtype=np.float64))
-    if n <= 0:
-        return {"loss": math.nan, "rmse": math.nan, "r2": math.nan, "bias": math.nan, "n": 0,
-                "skipped_nonfinite": int(dropped)}
-    sst = sum_d2 - sum_d * sum_d / n
-    mse = sse / n
-    r2 = 1.0 - sse / sst if n > 1 and sst > 1e-12 * max(sum_d2, 1e-300) else math.nan
-    return {"loss": mse, "rmse": math.sqrt(mse), "r2": r2, "bias": sum_err / n, "n": int(n),
-            "skipped_nonfinite": int(dropped)}
-
-
 def epoch_metrics(epoch: int, train_sums: Tensor, val_sums: Tensor, *, skipped_batches: int,
                   target_span: float) -> dict[str, Any]:
     """The reported metrics of one epoch (1-based ``epoch``) from worker-summed sums;

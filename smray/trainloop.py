@@ -31,6 +31,8 @@ from torch import Tensor, nn
 from smray.config import TrainConfig
 
 Batch = tuple[Tensor, Tensor]
+#: sums a float64 vector over all data-parallel workers (the identity on one worker)
+Reducer = Callable[[Tensor], Tensor]
 #: ``on_epoch(epoch, metrics, model, optimizer)``; return True to stop training after this epoch
 EpochCallback = Callable[[int, dict[str, Any], nn.Module, torch.optim.Optimizer], bool | None]
 
@@ -75,35 +77,67 @@ def finite_samples(x: Tensor, y: Tensor) -> Tensor:
     return torch.isfinite(x.reshape(len(x), -1)).all(dim=1) & torch.isfinite(y.reshape(len(y), -1)).all(dim=1)
 
 
+#: targets are scaled to [0, 1]; sums of squares are taken about this shift (float64, accurate SST)
+TARGET_SHIFT = 0.5
+#: layout of the float64 metric sums of :func:`train_epoch_dp` / :func:`eval_sums`
+SUM_FIELDS = ("n", "sse", "sum_err", "sum_d", "sum_d2", "dropped")
+
+
 def _grads_finite(model: nn.Module) -> bool:
     return all(bool(torch.isfinite(p.grad).all()) for p in model.parameters() if p.grad is not None)
 
 
-def train_epoch(model: nn.Module, batches: Iterable[Batch], optimizer: torch.optim.Optimizer,
-                loss_fn: Callable[[Tensor, Tensor], Tensor] | None = None) -> dict[str, Any]:
-    """One pass over ``batches`` with one optimiser step per batch.
+def _add_sums(acc: Tensor, err: Tensor, y: Tensor) -> None:
+    e = err.detach().double().reshape(-1)
+    d = y.detach().double().reshape(-1) - TARGET_SHIFT
+    acc += torch.stack([torch.tensor(float(len(e)), dtype=torch.float64), (e * e).sum().cpu(), e.sum().cpu(),
+                        d.sum().cpu(), (d * d).sum().cpu(), torch.tensor(0.0, dtype=torch.float64)])
 
-    Returns ``loss`` (mean of the batch losses weighted by samples used), ``n`` (samples used),
-    ``skipped_nonfinite`` (samples dropped for a NaN/inf in x or y) and ``skipped_batches``
-    (batches without a step: empty after dropping, or non-finite loss/gradient).
+
+def train_epoch_dp(model: nn.Module, batches: Iterable[Batch], optimizer: torch.optim.Optimizer, *,
+                   world_size: int = 1, reduce_sum: Reducer | None = None) -> dict[str, Any]:
+    """One pass over this worker's ``batches`` ``(x (N, C, 9, 9), y (N,))``, one optimiser step per
+    batch, minimising the mean squared error over the finite samples of the batch *on all workers*.
+
+    With ``world_size`` > 1, ``model`` is wrapped in DistributedDataParallel (which averages the
+    gradients over workers) and ``reduce_sum`` sums a tensor over workers; each worker's loss is its
+    sum of squared errors × ``world_size`` / (finite samples on all workers), so the averaged
+    gradient is exactly that of the global MSE. Every worker runs forward and backward for every
+    batch — a worker whose batch has no finite sample contributes a zero gradient — so the
+    gradient all-reduces stay in step; a batch with no finite sample anywhere, or non-finite
+    gradients after the all-reduce, is skipped on every worker alike. All workers must yield the
+    same number of batches (Ray Train's ``streaming_split(equal=True)`` does).
+
+    Returns ``sums`` (float64 ``(6,)`` in :data:`SUM_FIELDS` order, this worker's samples used, taken
+    before each step), ``skipped_batches`` (the same on every worker) and ``steps``.
     """
-    loss_fn = loss_fn or nn.MSELoss()
+    if world_size > 1 and reduce_sum is None:
+        raise ValueError("train_epoch_dp: world_size > 1 needs reduce_sum")
     device = next(model.parameters()).device
     model.train()
-    total, n, dropped, skipped = 0.0, 0, 0, 0
+    acc = torch.zeros(len(SUM_FIELDS), dtype=torch.float64)
+    dropped, skipped, steps = 0, 0, 0
     for x, y in batches:
-        x, y = x.to(device), y.to(device)
+        x, y = x.to(device), y.to(device).reshape(-1)
         ok = finite_samples(x, y)
         n_ok = int(ok.sum())
         dropped += len(y) - n_ok
-        if n_ok == 0:
+        n_all = n_ok
+        if world_size > 1:
+            n_all = int(reduce_sum(torch.tensor([float(n_ok)], dtype=torch.float64))[0])  # type: ignore[misc]
+        if n_all == 0:
             skipped += 1
             continue
-        if n_ok < len(y):
-            x, y = x[ok], y[ok]
         optimizer.zero_grad(set_to_none=True)
-        loss = loss_fn(model(x), y.reshape(-1))
-        if not torch.isfinite(loss):
+        if n_ok:
+            xs, ys = (x, y) if n_ok == len(y) else (x[ok], y[ok])
+            err = model(xs).reshape(-1) - ys
+            sse = (err * err).sum()
+        else:  # nothing finite here, but the other workers step: join their all-reduce with zeros
+            err = None
+            sse = model(torch.zeros((1, *x.shape[1:]), dtype=x.dtype, device=device)).sum() * 0.0
+        loss = sse * (world_size / n_all)
+        if world_size == 1 and not torch.isfinite(loss):
             skipped += 1
             continue
         loss.backward()
@@ -112,9 +146,61 @@ def train_epoch(model: nn.Module, batches: Iterable[Batch], optimizer: torch.opt
             skipped += 1
             continue
         optimizer.step()
-        total += float(loss.detach()) * n_ok
-        n += n_ok
-    return {"loss": total / n if n else math.nan, "n": n, "skipped_nonfinite": dropped, "skipped_batches": skipped}
+        steps += 1
+        if err is not None:
+            _add_sums(acc, err, ys)
+    acc[SUM_FIELDS.index("dropped")] = float(dropped)
+    return {"sums": acc, "skipped_batches": skipped, "steps": steps}
+
+
+def eval_sums(model: nn.Module, batches: Iterable[Batch]) -> Tensor:
+    """Validation sums over the finite samples of ``batches`` (float64 ``(6,)``, :data:`SUM_FIELDS`),
+    to be added over workers before :func:`metrics_from_sums`. ``model`` is put in eval mode."""
+    device = next(model.parameters()).device
+    model.eval()
+    acc = torch.zeros(len(SUM_FIELDS), dtype=torch.float64)
+    dropped = 0
+    with torch.no_grad():
+        for x, y in batches:
+            x, y = x.to(device), y.to(device).reshape(-1)
+            ok = finite_samples(x, y)
+            n_ok = int(ok.sum())
+            dropped += len(y) - n_ok
+            if n_ok == 0:
+                continue
+            xs, ys = (x, y) if n_ok == len(y) else (x[ok], y[ok])
+            _add_sums(acc, model(xs).reshape(-1).double() - ys.double(), ys)
+    acc[SUM_FIELDS.index("dropped")] = float(dropped)
+    return acc
+
+
+def metrics_from_sums(sums: Tensor | np.ndarray) -> dict[str, float]:
+    """``loss`` (MSE), ``rmse``, ``r2`` (1 − SSE/SST, SST about the mean of all targets; NaN for fewer
+    than 2 samples or constant targets), ``bias`` (mean prediction − target), ``n`` and
+    ``skipped_nonfinite`` from sums added over workers (:data:`SUM_FIELDS`)."""
+    n, sse, sum_err, sum_d, sum_d2, dropped = (float(v) for v in np.asarray(sums, dtype=np.float64))
+    if n <= 0:
+        return {"loss": math.nan, "rmse": math.nan, "r2": math.nan, "bias": math.nan, "n": 0,
+                "skipped_nonfinite": int(dropped)}
+    sst = sum_d2 - sum_d * sum_d / n
+    mse = sse / n
+    r2 = 1.0 - sse / sst if n > 1 and sst > 1e-12 * max(sum_d2, 1e-300) else math.nan
+    return {"loss": mse, "rmse": math.sqrt(mse), "r2": r2, "bias": sum_err / n, "n": int(n),
+            "skipped_nonfinite": int(dropped)}
+
+
+def train_epoch(model: nn.Module, batches: Iterable[Batch], optimizer: torch.optim.Optimizer) -> dict[str, Any]:
+    """One pass over ``batches`` with one optimiser step per batch, minimising the MSE (the paper's
+    Euclidean loss); :func:`train_epoch_dp` on one worker.
+
+    Returns ``loss`` (MSE of the samples used, each taken before its step), ``n`` (samples used),
+    ``skipped_nonfinite`` (samples dropped for a NaN/inf in x or y) and ``skipped_batches``
+    (batches without a step: empty after dropping, or non-finite loss/gradient).
+    """
+    out = train_epoch_dp(model, batches, optimizer)
+    m = metrics_from_sums(out["sums"])
+    return {"loss": m["loss"], "n": m["n"], "skipped_nonfinite": m["skipped_nonfinite"],
+            "skipped_batches": out["skipped_batches"]}
 
 
 def evaluate(model: nn.Module, batches: Iterable[Batch]) -> dict[str, Any]:
@@ -122,38 +208,9 @@ def evaluate(model: nn.Module, batches: Iterable[Batch]) -> dict[str, Any]:
 
     ``loss`` = MSE, ``rmse`` = √MSE in the units of y, ``r2`` = 1 − SSE/SST with SST about the mean of
     all y (NaN when fewer than 2 samples or constant y), ``bias`` = mean(prediction − y), ``n``.
-    Sums are accumulated in float64.
+    Sums are accumulated in float64 (:func:`eval_sums`, :func:`metrics_from_sums`).
     """
-    device = next(model.parameters()).device
-    model.eval()
-    n, sse, sum_err = 0, 0.0, 0.0
-    shift: float | None = None  # sums about a shift (the first target) keep SST accurate
-    sum_d, sum_d2, dropped = 0.0, 0.0, 0
-    with torch.no_grad():
-        for x, y in batches:
-            x, y = x.to(device), y.to(device)
-            ok = finite_samples(x, y)
-            dropped += int((~ok).sum())
-            if not bool(ok.any()):
-                continue
-            yv = y[ok].reshape(-1).double()
-            err = model(x[ok]).double() - yv
-            if shift is None:
-                shift = float(yv[0])
-            d = yv - shift
-            n += len(yv)
-            sse += float((err * err).sum())
-            sum_err += float(err.sum())
-            sum_d += float(d.sum())
-            sum_d2 += float((d * d).sum())
-    if n == 0:
-        return {"loss": math.nan, "rmse": math.nan, "r2": math.nan, "bias": math.nan, "n": 0,
-                "skipped_nonfinite": dropped}
-    sst = sum_d2 - sum_d * sum_d / n
-    mse = sse / n
-    r2 = 1.0 - sse / sst if n > 1 and sst > 0 else math.nan
-    return {"loss": mse, "rmse": math.sqrt(mse), "r2": r2, "bias": sum_err / n, "n": n,
-            "skipped_nonfinite": dropped}
+    return metrics_from_sums(eval_sums(model, batches))
 
 
 class EarlyStopping:
@@ -190,7 +247,7 @@ class EarlyStopping:
 
 def fit(model: nn.Module, train_batches_fn: Callable[[int], Iterable[Batch]],
         val_batches_fn: Callable[[int], Iterable[Batch]] | None, train_cfg: TrainConfig, *,
-        optimizer: torch.optim.Optimizer | None = None, loss_fn: Callable[[Tensor, Tensor], Tensor] | None = None,
+        optimizer: torch.optim.Optimizer | None = None,
         on_epoch: EpochCallback | None = None, start_epoch: int = 0, early_stopping: EarlyStopping | None = None,
         restore_best: bool = True) -> list[dict[str, Any]]:
     """Train for epochs ``start_epoch … train.epochs-1`` with early stopping on the validation loss.
@@ -215,7 +272,7 @@ def fit(model: nn.Module, train_batches_fn: Callable[[int], Iterable[Batch]],
     best_state: dict[str, Tensor] | None = None
     history: list[dict[str, Any]] = []
     for epoch in range(start_epoch, train_cfg.epochs):
-        tr = train_epoch(model, train_batches_fn(epoch), optimizer, loss_fn)
+        tr = train_epoch(model, train_batches_fn(epoch), optimizer)
         va = evaluate(model, val_batches_fn(epoch)) if val_batches_fn is not None else None
         monitored = va["loss"] if va is not None else tr["loss"]
         improved = stopper.step(monitored, epoch)
