@@ -149,6 +149,19 @@ def cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_experiment_paper(args: argparse.Namespace) -> int:
+    from smray.config import load_config
+    from smray.experiment import MODELS, PAPER_TEST_PATCHES, run_paper_experiment
+
+    cfg = load_config(args.config)
+    models = [m.strip() for m in (args.models or ",".join(MODELS)).split(",") if m.strip()]
+    run_paper_experiment(cfg, args.cube, args.twin, args.out, train_start=args.train_start,
+                         train_end=args.train_end, test_day=args.test_day,
+                         test_patches=args.test_patches if args.test_patches is not None else PAPER_TEST_PATCHES,
+                         models=models, physical_method=args.physical)
+    return 0
+
+
 def cmd_inspect(args: argparse.Namespace) -> int:
     from smray.config import load_config
     from smray.inspect import format_inspect, inspect_url
@@ -232,6 +245,30 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--workers", type=int, help="Ray Train data-parallel workers (default: train.workers)")
     p.add_argument("--config", help="YAML config (model, train, patches, normalise, qc, storage, ray sections)")
     p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("experiment", help="the paper's experiments",
+                       description="Reproduce the paper's experiments on a cube and its twin.")
+    esub = p.add_subparsers(dest="experiment", required=True, metavar="EXPERIMENT")
+    pe = esub.add_parser("paper", help="train on 1-30 July 2011, test on 31 July, print Table 2",
+                         description="Train the CNN, the pixel MLP and the SVR on the training period (each into "
+                                     "OUT/<model>; finished models are not retrained, unfinished ones resume), cut "
+                                     "the test day's patches with the training normalisation, run the physical "
+                                     "retrieval (LPRM) with the twin's ancillary data, and print Table 2 (R², RMSE "
+                                     "in normalised units and m³/m³, also against the twin's truth) beside the "
+                                     "paper's numbers. Writes OUT/paper_experiment.json, .md and "
+                                     "paper_test_predictions.npz.")
+    pe.add_argument("--cube", required=True, help="cube URL (Zarr) written by smray ingest")
+    pe.add_argument("--twin", required=True, help="twin archive root URL (its truth/ files)")
+    pe.add_argument("--out", required=True, help="output URL (models under OUT/<model>, the report beside them)")
+    pe.add_argument("--models", help="comma-separated subset of cnn,svr,pixel,physical (default: all)")
+    pe.add_argument("--test-patches", dest="test_patches", type=int,
+                    help="test-day patches (default 50000, the paper's)")
+    pe.add_argument("--train-start", dest="train_start", default="2011-07-01", help="first training day (2011-07-01)")
+    pe.add_argument("--train-end", dest="train_end", default="2011-07-30", help="last training day (2011-07-30)")
+    pe.add_argument("--test-day", dest="test_day", default="2011-07-31", help="test day (2011-07-31)")
+    pe.add_argument("--physical", choices=("lprm", "sca"), default="lprm", help="physical method (default lprm)")
+    pe.add_argument("--config", help="YAML config (patches, model, train, normalise, qc, storage, ray sections)")
+    pe.set_defaults(func=cmd_experiment_paper)
 
     p = sub.add_parser("inspect", help="describe a product file (local path or URL)",
                        description="Detect the product of a file (JAXA L3 TB, AE_Land3, ERA GRIB/netCDF, CCI, "

@@ -1,0 +1,405 @@
+"""The paper's experiment as one command: train on 1–30 July 2011, test on 31 July 2011, and print
+Table 2 (R², RMSE in normalised units) beside the paper's numbers, plus the same in m³/m³.
+
+:func:`run_paper_experiment` is ``smray experiment paper``:
+
+1. ``cnn``, ``pixel`` and ``svr`` are trained with :func:`smray.train.run_training` into
+   ``<out>/<model>/``. A model whose ``training.json`` already records a finished run of the same
+   cube, period and config is not touched (so a re-run neither retrains nor rewrites it); an
+   unfinished one is resumed by ``run_training``.
+2. The test set: the patches of the test day cut by :func:`smray.patches.sample_day` with the
+   training normalisation (``<out>/cnn/normalisation.json``; every trained model must carry the same
+   statistics) and a ``random``-split :class:`~smray.config.PatchConfig` with ``per_day =
+   train_per_day = test_patches``, ``val_per_day = 0`` (all valid centres when there are fewer).
+3. Predictions: CNN and pixel MLP from ``model.pt`` (:func:`smray.checkpoint.load_model`), SVR
+   from ``svr.npz``; ``physical`` is :func:`smray.physical.retrieve_day` (LPRM by default) on the
+   cube's test-day TBs per pass, with the twin's static fields, the pass's ``t_eff`` and the
+   climatological τ_C (:func:`smray.synth.fields.tau_c_on_day`), sampled at the test patches'
+   (pass, row, col). Pixels it cannot retrieve are NaN and left out of its metrics.
+4. Metrics against the reference (the cube's ``swvl1``): R² = 1 − SSE/SST and RMSE in normalised
+   units (the reference scaled with the training statistics, as in the paper) and in m³/m³, bias,
+   n; against the twin's truth (``sm_true`` at the same pass and cell) R² and RMSE in m³/m³. Each
+   model on its own finite samples and all models on the common subset where every one has a value.
+
+Outputs: ``<out>/paper_experiment.json``, ``<out>/paper_experiment.md`` (the Markdown table, also
+printed) and ``<out>/paper_test_predictions.npz`` (the test samples and every model's predictions).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import io
+import json
+import math
+import time
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import numpy as np
+
+from smray.config import Config, StorageConfig, to_dict
+from smray.errors import SmrayError
+from smray.storage import filesystem, join, read_bytes, resolve_storage, write_bytes
+
+MODELS = ("cnn", "svr", "pixel", "physical")
+TRAINED = ("cnn", "pixel", "svr")
+#: Table 2 of the paper (normalised units), test day 31 July 2011, 50,000 patches
+PAPER = {"cnn": {"r2": 0.6512, "rmse": 0.1272}, "svr": {"r2": 0.5598, "rmse": 0.1817}}
+PAPER_TEST_PATCHES = 50000
+JSON_FILE = "paper_experiment.json"
+MD_FILE = "paper_experiment.md"
+PREDICTIONS_FILE = "paper_test_predictions.npz"
+PREDICT_BATCH = 4096
+LABELS = {"cnn": "CNN", "svr": "SVR", "pixel": "pixel-wise", "physical": "physical"}
+
+
+# --------------------------------------------------------------------------------------------
+# Metrics (pure)
+# --------------------------------------------------------------------------------------------
+def metrics(pred: np.ndarray, ref: np.ndarray) -> dict[str, float]:
+    """R² (1 − SSE/SST, SST about the mean of ``ref``), RMSE, bias (mean pred − ref) and n over the
+    samples where both are finite (float64). NaN metrics when fewer than 2 samples or SST = 0."""
+    p, r = np.asarray(pred, dtype=np.float64), np.asarray(ref, dtype=np.float64)
+    ok = np.isfinite(p) & np.isfinite(r)
+    n = int(ok.sum())
+    if n == 0:
+        return {"r2": math.nan, "rmse": math.nan, "bias": math.nan, "n": 0}
+    e = p[ok] - r[ok]
+    sse = float((e * e).sum())
+    sst = float(((r[ok] - r[ok].mean()) ** 2).sum())
+    r2 = 1.0 - sse / sst if n > 1 and sst > 0 else math.nan
+    return {"r2": r2, "rmse": math.sqrt(sse / n), "bias": float(e.mean()), "n": n}
+
+
+def score(pred_norm: np.ndarray, pred_m3: np.ndarray, y: np.ndarray, y_raw: np.ndarray, truth: np.ndarray,
+          mask: np.ndarray | None = None) -> dict[str, Any]:
+    """One model's row: normalised metrics against ``y``, m³/m³ against ``y_raw`` and ``truth``."""
+    sel = slice(None) if mask is None else mask
+    norm = metrics(pred_norm[sel], y[sel])
+    m3 = metrics(pred_m3[sel], y_raw[sel])
+    tr = metrics(pred_m3[sel], truth[sel])
+    return {"r2": norm["r2"], "rmse_norm": norm["rmse"], "bias_norm": norm["bias"], "n": norm["n"],
+            "r2_m3": m3["r2"], "rmse_m3": m3["rmse"], "bias_m3": m3["bias"],
+            "truth_r2": tr["r2"], "truth_rmse_m3": tr["rmse"], "truth_bias_m3": tr["bias"], "truth_n": tr["n"]}
+
+
+def _f(v: Any, digits: int = 4) -> str:
+    return "—" if v is None or (isinstance(v, float) and not math.isfinite(v)) else f"{v:.{digits}f}"
+
+
+def markdown_table(result: dict[str, Any]) -> str:
+    """The Markdown report: Table 2 beside the paper's numbers, the truth columns, the common subset."""
+    lines = [f"# The paper's experiment: train {result['train_start']}..{result['train_end']}, "
+             f"test {result['test_day']}", "",
+             f"Test patches: {result['n_test']} of {result['test_patches']} asked "
+             f"({result['n_valid_centres']} valid centres; the paper: {PAPER_TEST_PATCHES}). Reference: the cube's "
+             f"swvl1; normalised units use the training statistics (target {_f(result['target_lower'])}.."
+             f"{_f(result['target_upper'])} m³/m³).", "",
+             "| model | R² | RMSE (norm) | RMSE (m³/m³) | n | paper R² | paper RMSE | R² vs truth | "
+             "RMSE vs truth (m³/m³) |",
+             "|---|---|---|---|---|---|---|---|---|"]
+    for m, row in result["models"].items():
+        paper = PAPER.get(m, {})
+        lines.append(f"| {LABELS.get(m, m)} | {_f(row['r2'])} | {_f(row['rmse_norm'])} | {_f(row['rmse_m3'])} | "
+                     f"{row['n']} | {_f(paper.get('r2'))} | {_f(paper.get('rmse'))} | {_f(row['truth_r2'])} | "
+                     f"{_f(row['truth_rmse_m3'])} |")
+    common = result.get("common") or {}
+    if common.get("models"):
+        lines += ["", f"Common subset (all of {', '.join(LABELS.get(m, m) for m in common['models'])} have a "
+                      f"value): n = {common['n']}", "",
+                  "| model | R² | RMSE (norm) | RMSE (m³/m³) | bias (m³/m³) | R² vs truth | RMSE vs truth (m³/m³) |",
+                  "|---|---|---|---|---|---|---|"]
+        for m, row in common["models"].items():
+            lines.append(f"| {LABELS.get(m, m)} | {_f(row['r2'])} | {_f(row['rmse_norm'])} | {_f(row['rmse_m3'])} | "
+                         f"{_f(row['bias_m3'])} | {_f(row['truth_r2'])} | {_f(row['truth_rmse_m3'])} |")
+    return "\n".join(lines) + "\n"
+
+
+# --------------------------------------------------------------------------------------------
+# Training (skipped when finished)
+# --------------------------------------------------------------------------------------------
+def _jsonable(obj: Any) -> Any:
+    return json.loads(json.dumps(obj, default=str))
+
+
+def _finished(cfg: Config, kind: str, cube_url: str, start: dt.date, end: dt.date, out_url: str,
+              storage: StorageConfig) -> bool:
+    """True when ``out_url`` holds a finished run of exactly this kind, cube, period and config."""
+    from smray.train import MODEL_FILE, SVR_FILE, TRAINING_FILE
+
+    fs, path = filesystem(join(out_url, TRAINING_FILE), storage)
+    try:
+        rec = json.loads(read_bytes(fs, path))
+    except (FileNotFoundError, ValueError):
+        return False
+    art_fs, art_path = filesystem(join(out_url, SVR_FILE if kind == "svr" else MODEL_FILE), storage)
+    if not art_fs.exists(art_path):
+        return False
+    same = (rec.get("kind") == kind and rec.get("cube") == cube_url and rec.get("train_start") == start.isoformat()
+            and rec.get("train_end") == end.isoformat() and rec.get("config") == _jsonable(to_dict(cfg)))
+    if not same or kind == "svr":
+        return same
+    history = rec.get("history") or []
+    return int(rec.get("epochs_completed", 0)) >= cfg.train.epochs or bool(history and history[-1].get("stop"))
+
+
+def train_models(cfg: Config, cube_url: str, start: dt.date, end: dt.date, out_url: str, kinds: Sequence[str],
+                 progress: Callable[[str], None]) -> dict[str, Any]:
+    """Train (or resume, or skip when finished) every kind in ``kinds`` into ``<out>/<kind>``."""
+    from smray.train import run_training
+
+    storage = resolve_storage(cfg.storage)
+    done: dict[str, Any] = {}
+    for kind in kinds:
+        kcfg = dataclasses.replace(cfg, model=dataclasses.replace(cfg.model, kind=kind))
+        where = join(out_url, kind)
+        if _finished(kcfg, kind, cube_url, start, end, where, storage):
+            progress(f"experiment: {kind}: finished training found in {where}; not retraining")
+            done[kind] = {"trained": False, "out": where}
+            continue
+        summary = run_training(kcfg, cube_url, start, end, where, progress=progress)
+        progress(summary.line())
+        done[kind] = {"trained": True, "out": where, "seconds": summary.seconds}
+    return done
+
+
+# --------------------------------------------------------------------------------------------
+# Predictions
+# --------------------------------------------------------------------------------------------
+def predict_torch(url: str, x: np.ndarray, storage: StorageConfig) -> tuple[np.ndarray, dict[str, Any]]:
+    """Scaled predictions ``(n,)`` float64 of the ``model.pt`` at ``url`` and its normalisation dict."""
+    import torch
+
+    from smray.checkpoint import load_model
+
+    model, ckpt = load_model(url, storage=storage)
+    if x.shape[1] != ckpt.in_channels:
+        raise SmrayError(f"{url}: the model takes {ckpt.in_channels} input channels, the test patches have "
+                         f"{x.shape[1]}")
+    out = np.empty(len(x), dtype=np.float64)
+    with torch.no_grad():
+        for s in range(0, len(x), PREDICT_BATCH):
+            out[s:s + PREDICT_BATCH] = model(torch.from_numpy(np.ascontiguousarray(x[s:s + PREDICT_BATCH]))
+                                             ).reshape(-1).double().numpy()
+    return out, ckpt.norm_stats or {}
+
+
+def _open_netcdf(url: str, storage: StorageConfig) -> Any:
+    import xarray as xr
+
+    fs, path = filesystem(url, storage)
+    try:
+        data = read_bytes(fs, path)
+    except FileNotFoundError:
+        raise SmrayError(f"{url}: twin truth file not found (is --twin the twin archive root?)") from None
+    return xr.open_dataset(io.BytesIO(data), engine="h5netcdf").load()
+
+
+def _nearest(values: np.ndarray, targets: np.ndarray, what: str, tol: float) -> np.ndarray:
+    """Index into ``values`` of the value nearest to each of ``targets`` (SmrayError beyond ``tol``)."""
+    values = np.asarray(values, dtype=np.float64)
+    idx = np.abs(values[None, :] - np.asarray(targets, dtype=np.float64)[:, None]).argmin(axis=1)
+    far = np.abs(values[idx] - targets) > tol
+    if far.any():
+        raise SmrayError(f"twin truth: the cube's {what} {float(np.asarray(targets)[far][0]):g} is not on the twin's "
+                         f"grid (is the twin the archive the cube was ingested from?)")
+    return idx
+
+
+def truth_and_physical(twin_url: str, cube_url: str, storage: StorageConfig, day: dt.date, sample: dict[str, Any],
+                       *, seed: int, method: str = "lprm", physical: bool = True
+                       ) -> tuple[np.ndarray, np.ndarray | None]:
+    """(``sm_true`` at each test sample, the physical retrieval at each test sample or None), m³/m³.
+
+    The physical retrieval runs per pass on the whole cube grid (its TBs are the cube's) with the
+    twin's static fields and ``t_eff``, mapped to the cube grid by nearest cell centre. A stacked
+    sample ('AD') gets the mean of its passes."""
+    from smray import cube as cubemod
+    from smray.physical import retrieve_day
+    from smray.synth.fields import StaticFields, tau_c_on_day
+    from smray.synth.twin import STATIC_PATH, truth_path
+
+    info = cubemod.info(cube_url, storage)
+    cst = cubemod.read_static(cube_url, storage)
+    truth = _open_netcdf(join(twin_url, truth_path(day)), storage)
+    tol = 0.51 * float(info.grid.res)
+    lon_t = ((np.asarray(truth["lon"].values, np.float64) + 180.0) % 360.0) - 180.0
+    lon_c = ((np.asarray(cst["lon"], np.float64) + 180.0) % 360.0) - 180.0
+    ri = _nearest(truth["lat"].values, cst["lat"], "latitude", tol)
+    ci = _nearest(lon_t, lon_c, "longitude", tol)
+    passes_t = [str(p) for p in truth["pass"].values]
+    sm_true = np.asarray(truth["sm_true"].values, np.float64)[:, ri][:, :, ci]  # (pass, lat, lon) on the cube grid
+    t_eff = np.asarray(truth["t_eff"].values, np.float64)[:, ri][:, :, ci]
+
+    rows, cols, names = np.asarray(sample["row"]), np.asarray(sample["col"]), np.asarray(sample["pass"]).astype(str)
+    letters = sorted({c for name in names for c in name})
+    missing = [p for p in letters if p not in passes_t]
+    if missing:
+        raise SmrayError(f"{twin_url}: the truth file of {day} has no pass {missing[0]!r}")
+
+    def at(field: dict[str, np.ndarray]) -> np.ndarray:
+        out = np.zeros(len(names))
+        count = np.zeros(len(names))
+        for p in letters:
+            has = np.char.find(names, p) >= 0
+            out[has] += field[p][rows[has], cols[has]]
+            count[has] += 1
+        with np.errstate(invalid="ignore", divide="ignore"):
+            return out / count
+
+    truth_at = at({p: sm_true[passes_t.index(p)] for p in letters})
+    if not physical:
+        return truth_at, None
+    stat = _open_netcdf(join(twin_url, STATIC_PATH), storage)
+    names_sf = [f.name for f in dataclasses.fields(StaticFields)]
+    absent = [n for n in names_sf if n not in stat]
+    if absent:
+        raise SmrayError(f"{join(twin_url, STATIC_PATH)}: static field {absent[0]!r} missing")
+    static_c = {n: np.asarray(stat[n].values, np.float64)[ri][:, ci] for n in names_sf}
+    tau_clim = tau_c_on_day(StaticFields(**static_c), day.timetuple().tm_yday)
+    tb = cubemod.read_day(cube_url, storage, day)["tb"]  # (pass, channel, lat, lon)
+    retrieved: dict[str, np.ndarray] = {}
+    for p in letters:
+        pi = info.passes.index(p)
+        tb_p = {ch: np.asarray(tb[pi, k], np.float64) for k, ch in enumerate(info.channels)}
+        retrieved[p] = retrieve_day(tb_p, static_c, t_eff[passes_t.index(p)], tau_clim,
+                                    [seed % 2**32, cubemod.days_since_epoch(day) % 2**32, pi], method=method)
+    return truth_at, at(retrieved)
+
+
+# --------------------------------------------------------------------------------------------
+# The experiment
+# --------------------------------------------------------------------------------------------
+def _as_date(value: dt.date | str, name: str) -> dt.date:
+    from smray.train import _as_date as as_date
+
+    return as_date(value, name)
+
+
+def _read_stats(url: str, storage: StorageConfig) -> Any:
+    from smray.normalise import NormStats
+
+    fs, path = filesystem(url, storage)
+    try:
+        return NormStats.from_json(read_bytes(fs, path), url)
+    except FileNotFoundError:
+        raise SmrayError(f"{url}: not found (did the training finish?)") from None
+
+
+def run_paper_experiment(cfg: Config, cube_url: str, twin_url: str, out_url: str, *,
+                         train_start: dt.date | str = dt.date(2011, 7, 1),
+                         train_end: dt.date | str = dt.date(2011, 7, 30),
+                         test_day: dt.date | str = dt.date(2011, 7, 31), test_patches: int = PAPER_TEST_PATCHES,
+                         models: Sequence[str] = MODELS, physical_method: str = "lprm",
+                         progress: Callable[[str], None] = print) -> dict[str, Any]:
+    """Train, test and score (see the module docstring); returns what ``paper_experiment.json`` holds."""
+    from smray import cube as cubemod
+    from smray.baselines import load_svr, predict_svr
+    from smray.normalise import NormStats, scale_target
+    from smray.patches import day_counts, sample_day
+    from smray.raysupport import init_ray, shutdown_ray
+    from smray.train import MODEL_FILE, NORMALISATION_FILE, SVR_FILE
+
+    t0 = time.perf_counter()
+    models = tuple(dict.fromkeys(str(m).strip().lower() for m in models if str(m).strip()))
+    unknown = [m for m in models if m not in MODELS]
+    if unknown or not models:
+        raise SmrayError(f"--models: unknown model {unknown[0]!r} (known: {', '.join(MODELS)})" if unknown
+                         else "--models: no model given")
+    if int(test_patches) < 1:
+        raise SmrayError(f"--test-patches: must be >= 1, got {test_patches}")
+    start, end = _as_date(train_start, "train_start"), _as_date(train_end, "train_end")
+    day = _as_date(test_day, "test_day")
+    if start <= day <= end:
+        raise SmrayError(f"test_day: {day} lies inside the training period {start}..{end}")
+    storage = resolve_storage(cfg.storage)
+    cinfo = cubemod.info(cube_url, storage)
+    cinfo.index(day)  # the test day must be in the cube
+    kinds = [m for m in TRAINED if m in models]
+    # the statistics come from training; the physical method alone still needs them (train the CNN's stats)
+    stats_kind = kinds[0] if kinds else None
+    if stats_kind is None:
+        raise SmrayError("--models: the physical method alone has no normalisation; add cnn, pixel or svr")
+
+    started = init_ray(cfg.ray)
+    try:
+        trained = train_models(cfg, cube_url, start, end, out_url, kinds, progress)
+    finally:
+        shutdown_ray(started)
+
+    stats_url = join(out_url, "cnn" if "cnn" in kinds else stats_kind, NORMALISATION_FILE)
+    stats = _read_stats(stats_url, storage)
+    for kind in kinds:
+        other = _read_stats(join(out_url, kind, NORMALISATION_FILE), storage)
+        if other != stats:
+            raise SmrayError(f"{join(out_url, kind, NORMALISATION_FILE)}: normalisation differs from {stats_url}; "
+                             f"the models were not trained on the same statistics")
+
+    pcfg = dataclasses.replace(cfg.patches, split="random", per_day=int(test_patches),
+                               train_per_day=int(test_patches), val_per_day=0)
+    sample = sample_day(cube_url, storage, day, pcfg, cfg.qc.block, stats)
+    n_valid = int(day_counts(cube_url, storage, day, pcfg, cfg.qc.block)["valid"])
+    n = len(sample["y"])
+    if n < 2:
+        raise SmrayError(f"{cube_url}: test day {day} yields {n} valid patches")
+    progress(f"experiment: test day {day}: {n} patches ({n_valid} valid centres, {test_patches} asked)")
+    lo, span = float(stats.target_lower), float(stats.target_upper - stats.target_lower)
+    y = sample["y"].astype(np.float64)
+    y_raw = sample["y_raw"].astype(np.float64)
+
+    pred_norm: dict[str, np.ndarray] = {}
+    for kind in ("cnn", "pixel"):
+        if kind in models:
+            url = join(out_url, kind, MODEL_FILE)
+            pred_norm[kind], ckpt_stats = predict_torch(url, sample["x"], storage)
+            if ckpt_stats and NormStats.from_dict(ckpt_stats, url) != stats:
+                raise SmrayError(f"{url}: the model's normalisation differs from {stats_url}")
+    if "svr" in models:
+        pred_norm["svr"] = predict_svr(load_svr(join(out_url, "svr", SVR_FILE), storage=storage), sample["x"])
+    t_phys = time.perf_counter()
+    truth, phys = truth_and_physical(twin_url, cube_url, storage, day, sample, seed=cfg.train.seed,
+                                     method=physical_method, physical="physical" in models)
+    if phys is not None:
+        pred_norm["physical"] = (phys - lo) / span  # not clipped, like the other models' outputs
+        progress(f"experiment: physical ({physical_method}) retrieved {int(np.isfinite(phys).sum())} of {n} test "
+                 f"pixels in {time.perf_counter() - t_phys:.1f} s")
+    order = [m for m in MODELS if m in models]
+    pred_m3 = {m: lo + pred_norm[m] * span for m in order}
+
+    rows = {m: score(pred_norm[m], pred_m3[m], y, y_raw, truth) for m in order}
+    common_mask = np.isfinite(y) & np.isfinite(y_raw) & np.isfinite(truth)
+    for m in order:
+        common_mask &= np.isfinite(pred_norm[m])
+    common = {"n": int(common_mask.sum()), "models": {m: score(pred_norm[m], pred_m3[m], y, y_raw, truth, common_mask)
+                                                      for m in order}}
+    result: dict[str, Any] = {
+        "cube": cube_url, "twin": twin_url, "out": out_url, "train_start": start.isoformat(),
+        "train_end": end.isoformat(), "test_day": day.isoformat(), "test_patches": int(test_patches),
+        "n_test": n, "n_valid_centres": n_valid, "passes": sorted(set(sample["pass"].tolist())),
+        "target_lower": lo, "target_upper": float(stats.target_upper), "normalisation": stats_url,
+        "physical_method": physical_method if "physical" in models else None,
+        "metrics": "R² = 1 − SSE/SST (SST about the reference mean); normalised units: reference scaled with the "
+                   "training statistics (clipped to [0, 1]), predictions not clipped; m³/m³ against the cube's "
+                   "swvl1; truth: the twin's sm_true at the sample's pass and cell",
+        "paper": PAPER, "paper_test_patches": PAPER_TEST_PATCHES, "models": rows, "common": common,
+        "training": trained, "config": to_dict(cfg), "seconds": 0.0,
+    }
+    result["seconds"] = time.perf_counter() - t0
+
+    buf = io.BytesIO()
+    np.savez(buf, y=y, y_raw=y_raw, truth=truth, row=sample["row"], col=sample["col"],
+             pass_=sample["pass"].astype("<U2"), models=np.array(order),
+             **{f"pred_{m}": pred_norm[m] for m in order}, **{f"pred_{m}_m3": pred_m3[m] for m in order})
+    table = markdown_table(result)
+    from smray.train import _json_safe
+
+    for name, data in ((PREDICTIONS_FILE, buf.getvalue()),
+                       (JSON_FILE, json.dumps(_json_safe(result), indent=1, default=str).encode()),
+                       (MD_FILE, table.encode())):
+        fs, path = filesystem(join(out_url, name), storage)
+        write_bytes(fs, path, data)
+    progress(table)
+    progress(f"experiment: wrote {join(out_url, JSON_FILE)}, {MD_FILE} and {PREDICTIONS_FILE} in "
+             f"{result['seconds']:.0f} s")
+    return result
