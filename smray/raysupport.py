@@ -18,16 +18,26 @@ LOCAL_ENV = {
 
 def init_ray(cfg: RayConfig | None = None) -> bool:
     """Connect to (or start) Ray. Returns True when this call started the runtime (the caller then
-    owns it and should :func:`shutdown_ray`). An already-initialised runtime is reused as is."""
+    owns it and should :func:`shutdown_ray`). An already-initialised runtime is reused as is.
+
+    A local runtime stays on the loopback interface: Ray reads RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0
+    when it is imported (its processes get it from the environment), and the flag it sets is
+    switched off here too in case Ray was imported before. Joining a cluster changes nothing.
+    """
+    cfg = cfg or RayConfig()
+    address = cfg.address or os.environ.get("RAY_ADDRESS")
+    local = address in (None, "", "local")
+    if local:
+        for key, value in LOCAL_ENV.items():
+            os.environ.setdefault(key, value)
     import ray
 
     if ray.is_initialized():
         return False
-    cfg = cfg or RayConfig()
-    address = cfg.address or os.environ.get("RAY_ADDRESS")
-    if address in (None, "", "local"):
-        for key, value in LOCAL_ENV.items():
-            os.environ.setdefault(key, value)
+    if local:
+        from ray._private import ray_constants
+
+        ray_constants.ENABLE_RAY_CLUSTER = False  # node IP = 127.0.0.1
         ray.init(num_cpus=cfg.num_cpus or os.cpu_count() or 2, include_dashboard=False,
                  configure_logging=True, logging_level="WARNING", log_to_driver=True)
     else:
