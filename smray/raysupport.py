@@ -16,6 +16,11 @@ LOCAL_ENV = {
 }
 
 
+#: Ray waits a fixed 30 s for a new node's raylet to register; on a loaded 2-core machine that can
+#: pass, so a local start is tried again before giving up.
+LOCAL_START_ATTEMPTS = 2
+
+
 def init_ray(cfg: RayConfig | None = None) -> bool:
     """Connect to (or start) Ray. Returns True when this call started the runtime (the caller then
     owns it and should :func:`shutdown_ray`). An already-initialised runtime is reused as is.
@@ -38,8 +43,15 @@ def init_ray(cfg: RayConfig | None = None) -> bool:
         from ray._private import ray_constants
 
         ray_constants.ENABLE_RAY_CLUSTER = False  # node IP = 127.0.0.1
-        ray.init(num_cpus=cfg.num_cpus or os.cpu_count() or 2, include_dashboard=False,
-                 configure_logging=True, logging_level="WARNING", log_to_driver=True)
+        for attempt in range(LOCAL_START_ATTEMPTS):
+            try:
+                ray.init(num_cpus=cfg.num_cpus or os.cpu_count() or 2, include_dashboard=False,
+                         configure_logging=True, logging_level="WARNING", log_to_driver=True)
+                break
+            except Exception as err:  # Ray raises a bare Exception when its raylet registers too late
+                if "timed out during startup" not in str(err) or attempt + 1 == LOCAL_START_ATTEMPTS:
+                    raise
+                ray.shutdown()
     else:
         ray.init(address=address, logging_level="WARNING")
     return True
