@@ -111,6 +111,19 @@ def info(url: str, storage: StorageConfig | None = None) -> CubeInfo:
                     attrs=attrs)
 
 
+def period_dates(url: str, storage: StorageConfig | None, start: dt.date, end: dt.date, *,
+                 fields: tuple[str, str] = ("start", "end")) -> tuple[CubeInfo, list[dt.date]]:
+    """The cube's info and the days ``start``..``end``; one-line SmrayError, naming the ``fields``
+    the dates came from, when the period is empty or not inside the cube's time axis."""
+    if end < start:
+        raise SmrayError(f"{fields[1]}: {end} is before {fields[0]} {start} (the period is empty)")
+    cube = info(url, storage)
+    if start < cube.start or end > cube.end:
+        raise SmrayError(f"{fields[0]}/{fields[1]}: {start}..{end} is not inside the time axis {cube.start}.."
+                         f"{cube.end} of the cube {url}")
+    return cube, [start + dt.timedelta(days=i) for i in range((end - start).days + 1)]
+
+
 # --------------------------------------------------------------------------------------------
 # Template
 # --------------------------------------------------------------------------------------------

@@ -322,17 +322,6 @@ def stats_from_summary(total: DaySummary, norm: NormConfig, *, channels: Sequenc
 # --------------------------------------------------------------------------------------------
 # The fit over a cube
 # --------------------------------------------------------------------------------------------
-def training_dates(cube_url: str, storage: StorageConfig | None, start: dt.date, end: dt.date) -> list[dt.date]:
-    """The days ``start``..``end``; SmrayError when the period is empty or not inside the cube."""
-    if end < start:
-        raise SmrayError(f"{cube_url}: training period {start}..{end} is empty (end before start)")
-    info = cubemod.info(cube_url, storage)
-    if start < info.start or end > info.end:
-        raise SmrayError(f"{cube_url}: training period {start}..{end} is not inside the cube's time axis "
-                         f"{info.start}..{info.end}")
-    return [start + dt.timedelta(days=i) for i in range((end - start).days + 1)]
-
-
 def _summarise_cube_day(date: dt.date, cube_url: str, storage: StorageConfig | None, qc_block: int,
                         pass_idx: tuple[int, ...], histograms: bool, land_min: float) -> DaySummary:
     day = cubemod.read_day(cube_url, storage, date)
@@ -372,7 +361,7 @@ def fit_stats(cube_url: str, storage: StorageConfig | None, start: dt.date, end:
     """
     norm_cfg = norm_cfg or NormConfig()
     patch_cfg = patch_cfg or PatchConfig()
-    dates = training_dates(cube_url, storage, start, end)
+    _, dates = cubemod.period_dates(cube_url, storage, start, end)
     info = cubemod.info(cube_url, storage)
     pass_idx = tuple(i for i, p in enumerate(info.passes) if p in patch_cfg.passes)
     histograms = norm_cfg.lower_percentile > 0.0 or norm_cfg.upper_percentile < 100.0

@@ -311,16 +311,11 @@ def training_period(cube_url: str, storage: StorageConfig | None, start: dt.date
                     channels: Iterable[str]) -> list[dt.date]:
     """The days of the period after checking it is not empty, lies inside the cube and the cube has
     the channels asked for (one-line SmrayError naming the field otherwise)."""
-    if end < start:
-        raise SmrayError(f"train_end: {end} is before train_start {start} (empty training period)")
-    info = cubemod.info(cube_url, storage)
-    if start < info.start or end > info.end:
-        raise SmrayError(f"train_start/train_end: {start}..{end} is not inside the time axis {info.start}.."
-                         f"{info.end} of the cube {cube_url}")
-    missing = [c for c in channels if c not in info.channels]
+    cube, dates = cubemod.period_dates(cube_url, storage, start, end, fields=("train_start", "train_end"))
+    missing = [c for c in channels if c not in cube.channels]
     if missing:
         raise SmrayError(f"patches.channels: the cube {cube_url} has no channel {missing[0]!r}")
-    return [start + dt.timedelta(days=i) for i in range((end - start).days + 1)]
+    return dates
 
 
 def check_sample_counts(counts: dict[dt.date, dict[str, Any]], workers: int, where: str) -> tuple[int, int]:
