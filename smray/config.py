@@ -242,6 +242,49 @@ class TrainConfig:
 
 
 @dataclass(frozen=True)
+class PredictConfig:
+    """Daily map prediction (smray.predict): the actor pool and the map store."""
+
+    cube: str | None = None  #: cube URL (Zarr v3) the inputs come from
+    model: str | None = None  #: trained model directory URL (holds model.pt / svr.npz), or "physical"
+    out: str | None = None  #: map store URL (Zarr v3)
+    start: dt.date | None = None  #: first day (None: the cube's first day)
+    end: dt.date | None = None  #: last day, inclusive (None: the cube's last day)
+    actors: int | None = None  #: actors in the pool (None: as many as the CPUs/GPUs allow, at most the days)
+    actor_cpus: float = 0.5  #: CPUs reserved per CPU actor (fractional: leaves room for the read tasks)
+    use_gpu: bool | None = None  #: None: GPU actors when the cluster has GPUs
+    band_rows: int = 64  #: output rows per fully convolutional band (bounds memory)
+    coverage: float = 0.9  #: nominal coverage of the uncertainty interval written with the maps
+    new_store: bool = False  #: start a new store at ``out`` even if one from another model/config is there
+
+    def __post_init__(self) -> None:
+        if self.actors is not None and self.actors < 1:
+            raise SmrayError(f"predict.actors: must be >= 1, got {self.actors}")
+        if self.actor_cpus <= 0:
+            raise SmrayError(f"predict.actor_cpus: must be > 0, got {self.actor_cpus}")
+        if self.band_rows < 1:
+            raise SmrayError(f"predict.band_rows: must be >= 1, got {self.band_rows}")
+        if not 0.0 < self.coverage < 1.0:
+            raise SmrayError(f"predict.coverage: must be in (0, 1), got {self.coverage}")
+        if self.start and self.end and self.end < self.start:
+            raise SmrayError(f"predict.end: {self.end} is before predict.start {self.start}")
+
+
+@dataclass(frozen=True)
+class EvaluateConfig:
+    """The evaluation report (smray.evaluate)."""
+
+    maps: tuple[str, ...] = ()  #: map store URLs, one per model (each store names its model)
+    cube: str | None = None  #: cube URL holding the reference (swvl1) and QC
+    truth: str | None = None  #: twin archive root with truth/ files (optional)
+    ismn: str | None = None  #: ISMN station file or directory (optional)
+    out: str | None = None  #: report directory (metrics.json, report.md, figures)
+    start: dt.date | None = None  #: first day scored (None: the maps' first day)
+    end: dt.date | None = None  #: last day scored (None: the maps' last day)
+    map_day: dt.date | None = None  #: day of the map figures (None: the last scored day)
+
+
+@dataclass(frozen=True)
 class Config:
     """The whole smray configuration."""
 
@@ -255,6 +298,8 @@ class Config:
     model: ModelConfig = field(default_factory=ModelConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     ray: RayConfig = field(default_factory=RayConfig)
+    predict: PredictConfig = field(default_factory=PredictConfig)
+    evaluate: EvaluateConfig = field(default_factory=EvaluateConfig)
 
 
 # --------------------------------------------------------------------------------------------
