@@ -14,8 +14,9 @@ Table 2 (R², RMSE in normalised units) beside the paper's numbers, plus the sam
 3. Predictions: CNN and pixel MLP from ``model.pt`` (:func:`smray.checkpoint.load_model`), SVR
    from ``svr.npz``; ``physical`` is :func:`smray.physical.retrieve_day` (LPRM by default) on the
    cube's test-day TBs per pass, with the twin's static fields, the pass's ``t_eff`` and the
-   climatological τ_C (:func:`smray.synth.fields.tau_c_on_day`), sampled at the test patches'
-   (pass, row, col). Pixels it cannot retrieve are NaN and left out of its metrics.
+   climatological τ_C (:func:`smray.synth.fields.tau_c_on_day`), after the ancillary open-water
+   correction (:func:`smray.physical.open_water`), sampled at the test patches' (pass, row, col).
+   Pixels it cannot retrieve are NaN and left out of its metrics.
 4. Metrics against the reference (the cube's ``swvl1``): R² = 1 − SSE/SST and RMSE in normalised
    units (the reference scaled with the training statistics, as in the paper) and in m³/m³, bias,
    n; against the twin's truth (``sm_true`` at the same pass and cell) R² and RMSE in m³/m³. Each
@@ -23,6 +24,13 @@ Table 2 (R², RMSE in normalised units) beside the paper's numbers, plus the sam
 
 Outputs: ``<out>/paper_experiment.json``, ``<out>/paper_experiment.md`` (the Markdown table, also
 printed) and ``<out>/paper_test_predictions.npz`` (the test samples and every model's predictions).
+
+``test_region="blocks"`` (``--test-region blocks``) scores only test patches whose whole window lies
+in the validation blocks of the blocked split (:func:`smray.patches.validation_cells` with the
+config's ``patches.block_deg``, ``val_block_fraction`` and ``seed``, whatever ``patches.split`` the
+models were trained with): places a blocked-split model never trained on, while a random-split
+model trained on the same places on other days. Its outputs carry a ``_blocks`` suffix
+(``paper_experiment_blocks.json`` …) beside the all-region ones.
 """
 
 from __future__ import annotations
@@ -38,7 +46,7 @@ from typing import Any
 
 import numpy as np
 
-from smray.config import Config, StorageConfig, to_dict
+from smray.config import Config, PatchConfig, StorageConfig, to_dict
 from smray.errors import SmrayError
 from smray.storage import filesystem, join, read_bytes, resolve_storage, write_bytes
 
@@ -51,6 +59,8 @@ JSON_FILE = "paper_experiment.json"
 MD_FILE = "paper_experiment.md"
 PREDICTIONS_FILE = "paper_test_predictions.npz"
 PREDICT_BATCH = 4096
+#: test regions: every valid centre, or only centres inside the blocked split's validation blocks
+TEST_REGIONS = ("all", "blocks")
 LABELS = {"cnn": "CNN", "svr": "SVR", "pixel": "pixel-wise", "physical": "physical"}
 
 
@@ -90,9 +100,12 @@ def _f(v: Any, digits: int = 4) -> str:
 
 def markdown_table(result: dict[str, Any]) -> str:
     """The Markdown report: Table 2 beside the paper's numbers, the truth columns, the common subset."""
+    region = result.get("test_region", "all")
+    where = "" if region == "all" else (f" inside the blocked split's validation blocks ({result['block_deg']:g}°, "
+                                        f"{result['val_block_fraction']:g} of the land blocks)")
     lines = [f"# The paper's experiment: train {result['train_start']}..{result['train_end']}, "
-             f"test {result['test_day']}", "",
-             f"Test patches: {result['n_test']} of {result['test_patches']} asked "
+             f"test {result['test_day']}{'' if region == 'all' else ', validation blocks only'}", "",
+             f"Test patches{where}: {result['n_test']} of {result['test_patches']} asked "
              f"({result['n_valid_centres']} valid centres; the paper: {PAPER_TEST_PATCHES}). Reference: the cube's "
              f"swvl1; normalised units use the training statistics (target {_f(result['target_lower'])}.."
              f"{_f(result['target_upper'])} m³/m³).", "",
@@ -123,9 +136,16 @@ def _jsonable(obj: Any) -> Any:
     return json.loads(json.dumps(obj, default=str))
 
 
+#: config sections a trained model depends on (the cube is named by its URL; Ray, storage, ingest,
+#: prediction and evaluation settings do not change the weights)
+TRAINING_SECTIONS = ("qc", "normalise", "patches", "model", "train")
+
+
 def _finished(cfg: Config, kind: str, cube_url: str, start: dt.date, end: dt.date, out_url: str,
               storage: StorageConfig) -> bool:
-    """True when ``out_url`` holds a finished run of exactly this kind, cube, period and config."""
+    """True when ``out_url`` holds a finished run of exactly this kind, cube, period and training
+    configuration (:data:`TRAINING_SECTIONS`; a config section added or changed elsewhere since the
+    run does not make it unfinished)."""
     from smray.train import MODEL_FILE, SVR_FILE, TRAINING_FILE
 
     fs, path = filesystem(join(out_url, TRAINING_FILE), storage)
@@ -136,8 +156,10 @@ def _finished(cfg: Config, kind: str, cube_url: str, start: dt.date, end: dt.dat
     art_fs, art_path = filesystem(join(out_url, SVR_FILE if kind == "svr" else MODEL_FILE), storage)
     if not art_fs.exists(art_path):
         return False
+    then, now = rec.get("config") or {}, _jsonable(to_dict(cfg))
     same = (rec.get("kind") == kind and rec.get("cube") == cube_url and rec.get("train_start") == start.isoformat()
-            and rec.get("train_end") == end.isoformat() and rec.get("config") == _jsonable(to_dict(cfg)))
+            and rec.get("train_end") == end.isoformat()
+            and all(s in then and then[s] == now[s] for s in TRAINING_SECTIONS))
     if not same or kind == "svr":
         return same
     history = rec.get("history") or []
@@ -213,10 +235,11 @@ def truth_and_physical(twin_url: str, cube_url: str, storage: StorageConfig, day
     """(``sm_true`` at each test sample, the physical retrieval at each test sample or None), m³/m³.
 
     The physical retrieval runs per pass on the whole cube grid (its TBs are the cube's) with the
-    twin's static fields and ``t_eff``, mapped to the cube grid by nearest cell centre. A stacked
-    sample ('AD') gets the mean of its passes."""
+    twin's static fields and ``t_eff``, mapped to the cube grid by nearest cell centre, and the
+    open-water correction of :func:`smray.physical.open_water` (footprints more than half water are
+    not retrieved). A stacked sample ('AD') gets the mean of its passes."""
     from smray import cube as cubemod
-    from smray.physical import retrieve_day
+    from smray.physical import open_water, retrieve_day
     from smray.synth.fields import StaticFields, tau_c_on_day
     from smray.synth.twin import STATIC_PATH, truth_path
 
@@ -259,12 +282,14 @@ def truth_and_physical(twin_url: str, cube_url: str, storage: StorageConfig, day
     static_c = {n: np.asarray(stat[n].values, np.float64)[ri][:, ci] for n in names_sf}
     tau_clim = tau_c_on_day(StaticFields(**static_c), day.timetuple().tm_yday)
     tb = cubemod.read_day(cube_url, storage, day)["tb"]  # (pass, channel, lat, lon)
+    water = open_water(static_c, info.grid, "C" if method == "lprm" else "X", day.timetuple().tm_yday)
     retrieved: dict[str, np.ndarray] = {}
     for p in letters:
         pi = info.passes.index(p)
         tb_p = {ch: np.asarray(tb[pi, k], np.float64) for k, ch in enumerate(info.channels)}
         retrieved[p] = retrieve_day(tb_p, static_c, t_eff[passes_t.index(p)], tau_clim,
-                                    [seed % 2**32, cubemod.days_since_epoch(day) % 2**32, pi], method=method)
+                                    [seed % 2**32, cubemod.days_since_epoch(day) % 2**32, pi], method=method,
+                                    water=water)
     return truth_at, at(retrieved)
 
 
@@ -291,7 +316,7 @@ def run_paper_experiment(cfg: Config, cube_url: str, twin_url: str, out_url: str
                          train_start: dt.date | str = dt.date(2011, 7, 1),
                          train_end: dt.date | str = dt.date(2011, 7, 30),
                          test_day: dt.date | str = dt.date(2011, 7, 31), test_patches: int = PAPER_TEST_PATCHES,
-                         models: Sequence[str] = MODELS, physical_method: str = "lprm",
+                         models: Sequence[str] = MODELS, physical_method: str = "lprm", test_region: str = "all",
                          progress: Callable[[str], None] = print) -> dict[str, Any]:
     """Train, test and score (see the module docstring); returns what ``paper_experiment.json`` holds."""
     from smray import cube as cubemod
@@ -309,6 +334,8 @@ def run_paper_experiment(cfg: Config, cube_url: str, twin_url: str, out_url: str
                          else "--models: no model given")
     if int(test_patches) < 1:
         raise SmrayError(f"--test-patches: must be >= 1, got {test_patches}")
+    if test_region not in TEST_REGIONS:
+        raise SmrayError(f"--test-region: must be one of {', '.join(TEST_REGIONS)}, got {test_region!r}")
     start, end = _as_date(train_start, "train_start"), _as_date(train_end, "train_end")
     day = _as_date(test_day, "test_day")
     if start <= day <= end:
@@ -336,10 +363,11 @@ def run_paper_experiment(cfg: Config, cube_url: str, twin_url: str, out_url: str
             raise SmrayError(f"{join(out_url, kind, NORMALISATION_FILE)}: normalisation differs from {stats_url}; "
                              f"the models were not trained on the same statistics")
 
-    pcfg = dataclasses.replace(cfg.patches, split="random", per_day=int(test_patches),
-                               train_per_day=int(test_patches), val_per_day=0)
+    pcfg = scoring_patch_config(cfg.patches, int(test_patches), test_region)
     sample = sample_day(cube_url, storage, day, pcfg, cfg.qc.block, stats)
-    n_valid = int(day_counts(cube_url, storage, day, pcfg, cfg.qc.block)["valid"])
+    counts = day_counts(cube_url, storage, day, pcfg, cfg.qc.block)
+    # in the blocks region every centre inside a validation block is drawn when there are fewer than asked
+    n_valid = int(counts["valid"] if test_region == "all" else max(counts["val"], len(sample["y"])))
     n = len(sample["y"])
     if n < 2:
         raise SmrayError(f"{cube_url}: test day {day} yields {n} valid patches")
@@ -374,6 +402,8 @@ def run_paper_experiment(cfg: Config, cube_url: str, twin_url: str, out_url: str
     common = {"n": int(common_mask.sum()), "models": {m: score(pred_norm[m], pred_m3[m], y, y_raw, truth, common_mask)
                                                       for m in order}}
     result: dict[str, Any] = {
+        "test_region": test_region, "block_deg": cfg.patches.block_deg,
+        "val_block_fraction": cfg.patches.val_block_fraction,
         "cube": cube_url, "twin": twin_url, "out": out_url, "train_start": start.isoformat(),
         "train_end": end.isoformat(), "test_day": day.isoformat(), "test_patches": int(test_patches),
         "n_test": n, "n_valid_centres": n_valid, "passes": sorted(set(sample["pass"].tolist())),
@@ -394,12 +424,31 @@ def run_paper_experiment(cfg: Config, cube_url: str, twin_url: str, out_url: str
     table = markdown_table(result)
     from smray.train import _json_safe
 
-    for name, data in ((PREDICTIONS_FILE, buf.getvalue()),
-                       (JSON_FILE, json.dumps(_json_safe(result), indent=1, default=str).encode()),
-                       (MD_FILE, table.encode())):
+    names = [output_name(n, test_region) for n in (PREDICTIONS_FILE, JSON_FILE, MD_FILE)]
+    for name, data in zip(names, (buf.getvalue(), json.dumps(_json_safe(result), indent=1, default=str).encode(),
+                                  table.encode())):
         fs, path = filesystem(join(out_url, name), storage)
         write_bytes(fs, path, data)
     progress(table)
-    progress(f"experiment: wrote {join(out_url, JSON_FILE)}, {MD_FILE} and {PREDICTIONS_FILE} in "
-             f"{result['seconds']:.0f} s")
+    progress(f"experiment: wrote {join(out_url, names[1])}, {names[2]} and {names[0]} in {result['seconds']:.0f} s")
     return result
+
+
+def output_name(name: str, test_region: str) -> str:
+    """``name`` of an output file for ``test_region`` (``paper_experiment_blocks.json`` for blocks)."""
+    if test_region == "all":
+        return name
+    stem, dot, ext = name.rpartition(".")
+    return f"{stem}_{test_region}{dot}{ext}"
+
+
+def scoring_patch_config(patches: PatchConfig, test_patches: int, test_region: str) -> PatchConfig:
+    """The :class:`~smray.config.PatchConfig` that draws the test day's patches: ``test_patches``
+    random valid centres (``all``), or as many centres whose whole window lies in the blocked
+    split's validation blocks (``blocks``; the blocks of ``patches``' block_deg, val_block_fraction
+    and seed, no held-out days)."""
+    if test_region == "all":
+        return dataclasses.replace(patches, split="random", per_day=test_patches, train_per_day=test_patches,
+                                   val_per_day=0)
+    return dataclasses.replace(patches, split="blocked", per_day=test_patches, train_per_day=0,
+                               val_per_day=test_patches, val_day_every=0)

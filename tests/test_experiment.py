@@ -1,17 +1,25 @@
 """``smray experiment paper`` end to end on a tiny 2° twin: train on 28-30 July, test on 31 July;
 all four models scored with finite metrics, R² reproducible from the saved predictions, the paper's
-numbers in the Markdown table, and a re-run re-scores without retraining."""
+numbers in the Markdown table, and a re-run re-scores without retraining; ``--test-region blocks``
+scores only patches inside the blocked split's validation blocks, beside the all-region report."""
 
 from __future__ import annotations
 
+import dataclasses
+import datetime as dt
 import json
 from pathlib import Path
 
 import numpy as np
 import pytest
 
+from smray import cube as cubemod
 from smray.cli import main
-from smray.experiment import MODELS, PAPER, metrics
+from smray.config import Config, PatchConfig, StorageConfig, to_dict
+from smray.errors import SmrayError
+from smray.experiment import (MODELS, PAPER, _finished, _jsonable, metrics, output_name, run_paper_experiment,
+                              scoring_patch_config)
+from smray.patches import validation_cells, window_all
 
 CONFIG = """\
 grid:
@@ -22,6 +30,8 @@ patches:
   per_day: 2000
   train_per_day: 1700
   val_per_day: 300
+  block_deg: 40.0
+  val_block_fraction: 0.3
 train:
   workers: 1
   cpus_per_worker: 0.5
@@ -44,6 +54,40 @@ def test_metrics_match_numpy() -> None:
     assert m["rmse"] == pytest.approx(np.sqrt(np.mean(e ** 2)))
     assert m["r2"] == pytest.approx(1 - np.sum(e ** 2) / np.sum((ref[ok] - ref[ok].mean()) ** 2))
     assert m["bias"] == pytest.approx(e.mean())
+
+
+def test_test_region_settings() -> None:
+    p = PatchConfig(per_day=100, train_per_day=80, val_per_day=20, block_deg=10.0, seed=4)
+    every = scoring_patch_config(p, 500, "all")
+    assert (every.split, every.per_day, every.train_per_day, every.val_per_day) == ("random", 500, 500, 0)
+    blocks = scoring_patch_config(p, 500, "blocks")
+    assert (blocks.split, blocks.train_per_day, blocks.val_per_day, blocks.val_day_every) == ("blocked", 0, 500, 0)
+    assert (blocks.block_deg, blocks.seed) == (10.0, 4)  # the blocks of the training config
+    assert output_name("paper_experiment.json", "all") == "paper_experiment.json"
+    assert output_name("paper_test_predictions.npz", "blocks") == "paper_test_predictions_blocks.npz"
+    with pytest.raises(SmrayError, match="--test-region"):
+        run_paper_experiment(Config(), "unused.zarr", "unused", "unused", test_region="west", progress=print)
+
+
+def test_finished_run_depends_on_the_training_sections_only(tmp_path: Path) -> None:
+    """A finished run stays finished when sections that do not shape the model (a new ``predict``
+    section, Ray's CPUs) differ; a different patch or optimiser setting makes it unfinished."""
+    cfg = Config()
+    start, end = dt.date(2011, 7, 1), dt.date(2011, 7, 30)
+    (tmp_path / "svr.npz").write_bytes(b"artefact")
+    record = {"kind": "svr", "cube": "c.zarr", "train_start": start.isoformat(), "train_end": end.isoformat(),
+              "config": _jsonable(to_dict(cfg))}
+    del record["config"]["predict"]  # written before the section existed
+    record["config"]["ray"]["num_cpus"] = 64
+    (tmp_path / "training.json").write_text(json.dumps(record))
+    storage = StorageConfig()
+    assert _finished(cfg, "svr", "c.zarr", start, end, str(tmp_path), storage)
+    assert not _finished(cfg, "svr", "other.zarr", start, end, str(tmp_path), storage)
+    for section, change in (("patches", {"seed": 7}), ("train", {"lr": 0.5}), ("qc", {"block": ("rfi_strong",)})):
+        other = dataclasses.replace(cfg, **{section: dataclasses.replace(getattr(cfg, section), **change)})
+        assert not _finished(other, "svr", "c.zarr", start, end, str(tmp_path), storage), section
+    (tmp_path / "svr.npz").unlink()
+    assert not _finished(cfg, "svr", "c.zarr", start, end, str(tmp_path), storage)
 
 
 @pytest.mark.ray
@@ -104,3 +148,22 @@ def test_paper_experiment_tiny_twin(tmp_path: Path, ray_local, capsys) -> None:
     again = json.loads((out / "paper_experiment.json").read_text())
     for m in MODELS:
         assert again["models"][m]["r2"] == pytest.approx(res["models"][m]["r2"])
+
+    # the validation blocks only: a second report beside the first, the models untouched
+    first = {n: (out / n).read_bytes() for n in ("paper_experiment.json", "paper_experiment.md")}
+    assert main([*argv, "--test-region", "blocks"]) == 0
+    assert "validation blocks" in capsys.readouterr().out
+    for n, data in first.items():
+        assert (out / n).read_bytes() == data, n
+    blk = json.loads((out / "paper_experiment_blocks.json").read_text())
+    assert blk["test_region"] == "blocks" and 2 <= blk["n_test"] < res["n_test"]
+    zb = np.load(out / "paper_test_predictions_blocks.npz")
+    static = cubemod.read_static(str(cube), None)
+    info = cubemod.info(str(cube), None)
+    val = validation_cells(info.grid, static["land_fraction"], PatchConfig(block_deg=40.0, val_block_fraction=0.3))
+    inside = window_all(val, 9, info.grid.is_periodic)  # the whole 9×9 window in validation blocks
+    assert inside[zb["row"], zb["col"]].all()
+    z_all = np.load(out / "paper_test_predictions.npz")
+    assert not inside[z_all["row"], z_all["col"]].all()  # the all-region test set reaches outside them
+    for m in ("cnn", "svr", "pixel"):
+        assert np.isfinite(blk["models"][m]["r2"]) and blk["models"][m]["n"] == blk["n_test"]

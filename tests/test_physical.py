@@ -12,12 +12,17 @@ by up to 0.09. X band gives the same figures.
 
 from __future__ import annotations
 
+from types import SimpleNamespace
+
 import numpy as np
 import pytest
 
 from smray import physical as R
 from smray.errors import SmrayError
+from smray.grid import Grid
 from smray.synth import physics as P
+from smray.synth.fields import seasonal_air_temperature, wetland_fraction_on_day
+from smray.synth.sensor import footprint_blur
 
 
 def _soils(rng: np.random.Generator, n: int) -> dict[str, np.ndarray]:
@@ -263,3 +268,118 @@ def test_retrieve_day_errors():
     out = R.retrieve_day(tb, {k: v for k, v in static.items() if k != "tau_ratio"}, t_eff, tau_c, 0,
                          method="sca", band="C")
     assert np.isfinite(out[:, 3:]).any()
+
+
+# --------------------------------------------------------------------------------------------
+# Open water in the footprint
+# --------------------------------------------------------------------------------------------
+WATER_GRID = Grid(res=0.25, row0=160, row1=220, col0=700, col1=780)  # 60 × 80 cells at 40–50 N
+WATER_DOY = 212  # 31 July
+SOIL = dict(sand=0.4, clay=0.2, rho_b=1.34, wilting_point=0.06774 - 0.064 * 0.4 + 0.478 * 0.2,
+            theta_sat=1.0 - 1.34 / 2.65, h=0.2)
+THETA, T_SOIL, TAU = 0.2, 295.0, 0.3
+
+
+def _water_static() -> dict[str, np.ndarray]:
+    """Ocean in the west (with a partly-water coastal column), a lake with a one-cell island, a
+    wetland region, land elsewhere."""
+    shape = WATER_GRID.shape
+    land, lake, ocean = np.ones(shape), np.zeros(shape), np.zeros(shape)
+    ocean[:, :15], land[:, :15] = 1.0, 0.0
+    ocean[:, 15], land[:, 15] = 0.45, 0.55
+    lake[25:32, 40:48], land[25:32, 40:48] = 1.0, 0.0
+    lake[28, 44], land[28, 44] = 0.0, 1.0  # the island: land, but its footprint is mostly lake
+    wet_max = np.zeros(shape)
+    wet_max[40:, 50:] = 0.2
+    static = {"land": land, "lake": lake, "ocean": ocean, "wet_max": wet_max, "doy_peak": np.full(shape, 215.0),
+              "sst": np.full(shape, 288.0), "t_ann": np.full(shape, 285.0), "seas_amp": np.full(shape, 10.0)}
+    static.update({k: np.full(shape, v) for k, v in SOIL.items() if k != "h"})
+    static["roughness_h"] = np.full(shape, SOIL["h"])
+    return static
+
+
+def _water_scene(static: dict[str, np.ndarray], band: str = "C") -> tuple[dict[str, np.ndarray], float, float]:
+    """TBs as the twin renders them (area-weighted soil, inland water and ocean, blurred with the
+    antenna pattern), with a uniform soil from LPRM's own model so the inversion can be exact."""
+    eps = P.wang_schmugge(THETA, None, None, SOIL["rho_b"], SOIL["wilting_point"], P.FREQ[band], T_SOIL - 273.15)
+    r_h, r_v = P.rough_reflectivity(*P.fresnel(np.abs(eps)), SOIL["h"], P.Q_BAND[band])
+    soil_h = float(P.canopy_tb(r_h, T_SOIL, T_SOIL, TAU, R.LPRM_OMEGA))
+    soil_v = float(P.canopy_tb(r_v, T_SOIL, T_SOIL, TAU, R.LPRM_OMEGA))
+    lat = WATER_GRID.lat[:, None]
+    wet = wetland_fraction_on_day(SimpleNamespace(**static), WATER_DOY, lat)
+    t_in = np.maximum(seasonal_air_temperature(SimpleNamespace(**static), lat, WATER_DOY), 273.15)
+    lake_h, lake_v = P.water_tb(t_in, t_in, band, ocean=False, wind_ms=R.WATER_WIND_MS)
+    sea_h, sea_v = P.water_tb(static["sst"], t_in, band, ocean=True, wind_ms=R.WATER_WIND_MS)
+    f_soil, f_in = static["land"] * (1.0 - wet), static["lake"] + static["land"] * wet
+    ch = R.BAND_CHANNEL[band]
+    tb = {f"{ch}H": footprint_blur(f_soil * soil_h + f_in * lake_h + static["ocean"] * sea_h, WATER_GRID, band),
+          f"{ch}V": footprint_blur(f_soil * soil_v + f_in * lake_v + static["ocean"] * sea_v, WATER_GRID, band)}
+    return tb, soil_h, soil_v
+
+
+def test_open_water_correction_inverts_the_footprint_mixture_exactly():
+    static = _water_static()
+    tb, soil_h, soil_v = _water_scene(static)
+    water = R.open_water(static, WATER_GRID, "C", WATER_DOY)
+    assert water.soil.shape == WATER_GRID.shape
+    assert np.all((water.soil > -1e-4) & (water.soil < 1 + 1e-4))  # the FFT blur rings at ~1e-5
+    assert water.soil[30, 79] == pytest.approx(1.0, abs=1e-3)  # far from any water
+    assert water.soil[28, 44] < 0.5 and water.soil[5, 5] < 0.05  # the lake, the ocean
+    kept = water.soil >= 1.0 - R.MAX_WATER_FRACTION
+    h, v = water.correct(tb["06H"], "H"), water.correct(tb["06V"], "V")
+    assert np.isnan(h[~kept]).all() and np.isnan(v[~kept]).all()
+    np.testing.assert_allclose(h[kept], soil_h, rtol=0, atol=1e-4)  # K
+    np.testing.assert_allclose(v[kept], soil_v, rtol=0, atol=1e-4)
+    # With the true temperature, LPRM on the corrected TBs gives back the soil's θ exactly …
+    land = (static["land"] >= 0.5) & kept
+    args = [SOIL[k] for k in ("sand", "clay", "rho_b", "wilting_point", "theta_sat", "h")]
+    got, _ = R.lprm_retrieval(h[land], v[land], T_SOIL, *args, "C")
+    np.testing.assert_allclose(got, THETA, rtol=0, atol=1e-9)
+    # … and on the raw TBs it reads the water near coasts, lakes and wetlands as wet soil.
+    near = land & (water.soil < 0.95)
+    assert near.sum() > 300
+    raw, _ = R.lprm_retrieval(tb["06H"][near], tb["06V"][near], T_SOIL, *args, "C")
+    assert np.all(raw > THETA + 0.01) and raw.mean() > THETA + 0.05
+
+
+@pytest.mark.parametrize("method", ["lprm", "sca"])
+def test_retrieve_day_with_the_open_water_correction(method):
+    static = _water_static()
+    band = "C" if method == "lprm" else "X"
+    tb, _, _ = _water_scene(static, band)
+    if method == "sca":  # the SCA reads H only; tau_ratio 1 keeps the scene's τ at X
+        static["tau_ratio"] = np.ones(WATER_GRID.shape)
+    water = R.open_water(static, WATER_GRID, band, WATER_DOY)
+    t_eff, tau_c = np.full(WATER_GRID.shape, T_SOIL), np.full(WATER_GRID.shape, TAU)
+    fixed = R.retrieve_day(tb, static, t_eff, tau_c, seed=3, method=method, water=water)
+    plain = R.retrieve_day(tb, static, t_eff, tau_c, seed=3, method=method)
+    land = static["land"] >= 0.5
+    mostly_water = land & (water.soil < 1.0 - R.MAX_WATER_FRACTION)
+    assert mostly_water.any() and np.isnan(fixed[mostly_water]).all()
+    assert np.isnan(fixed[~land]).all() and np.isnan(plain[~land]).all()
+    near = land & (water.soil < 0.95) & np.isfinite(fixed)
+    assert near.sum() > 300
+    # The soil is the same everywhere: near water the corrected retrieval reads what it reads far
+    # from it (only the ancillary noise differs), the plain one reads the water as wet soil.
+    far = land & (water.soil > 0.999)
+    assert far.sum() > 300
+    assert abs(np.nanmean(fixed[near]) - np.nanmean(fixed[far])) < 0.01
+    assert np.nanmean(plain[near]) > np.nanmean(fixed[near]) + 0.05
+    if method == "lprm":  # the scene's soil is LPRM's own model: only the noise is left
+        assert abs(np.nanmean(fixed[near]) - THETA) < 0.02
+
+
+def test_open_water_errors():
+    static = _water_static()
+    water = R.open_water(static, WATER_GRID, "C", WATER_DOY)
+    tb, _, _ = _water_scene(static)
+    t_eff, tau_c = np.full(WATER_GRID.shape, T_SOIL), np.full(WATER_GRID.shape, TAU)
+    with pytest.raises(SmrayError, match="band C"):
+        R.retrieve_day({**tb, "10H": tb["06H"]}, {**static, "tau_ratio": np.ones(WATER_GRID.shape)}, t_eff, tau_c,
+                       0, method="sca", water=water)
+    with pytest.raises(SmrayError, match="wet_max"):
+        R.open_water({k: v for k, v in static.items() if k != "wet_max"}, WATER_GRID, "C", WATER_DOY)
+    with pytest.raises(SmrayError, match="not on the grid"):
+        R.open_water({k: v[:10] for k, v in static.items()}, WATER_GRID, "C", WATER_DOY)
+    with pytest.raises(SmrayError, match="band"):
+        R.open_water(static, WATER_GRID, "L", WATER_DOY)

@@ -1,0 +1,117 @@
+"""Early stopping on the validation loss, through Ray Train end to end: on a tiny twin (1,800
+training patches) with a high learning rate the CNN's validation loss stops improving within a few
+epochs; with ``patience: 1`` training ends one epoch after the best, long before ``epochs``, and the
+artefact holds the best epoch's weights, not the last ones. A re-run of the stopped run trains
+nothing more. One worker, a fixed seed and Ray Data's preserved order make the run deterministic
+(here: best epoch 2, stopped after 3)."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from smray.checkpoint import load_model
+from smray.cli import main
+from smray.config import load_config
+from smray.train import run_training, state_sha256
+
+START = dt.date(2011, 7, 1)
+DAYS = 3
+END = START + dt.timedelta(days=DAYS - 1)
+EPOCHS = 30
+PATIENCE = 1
+
+#: one worker, a fixed seed and few patches: deterministic and a few seconds an epoch
+CONFIG = f"""\
+grid:
+  res: 1.0
+ray:
+  num_cpus: 4
+patches:
+  per_day: 800
+  train_per_day: 600
+  val_per_day: 200
+train:
+  workers: 1
+  cpus_per_worker: 0.5
+  batch_size: 64
+  lr: 0.003
+  epochs: {EPOCHS}
+  patience: {PATIENCE}
+  seed: 0
+"""
+
+
+def quiet(_: str) -> None:
+    pass
+
+
+@pytest.fixture(scope="module")
+def stopped(tmp_path_factory, ray_local) -> dict:
+    """A 1° twin of 3 days, its cube, and one CNN run that stops early."""
+    root = tmp_path_factory.mktemp("early")
+    twin = root / "twin"
+    assert main(["synth", "--out", str(twin), "--start", START.isoformat(), "--days", str(DAYS), "--res", "1.0",
+                 "--spinup-days", "3", "--seed", "5"]) == 0
+    (root / "ingest.yaml").write_text("grid:\n  res: 1.0\n")
+    cube_path = root / "cube.zarr"
+    assert main(["ingest", "--tb", f"{twin}/amsr", "--ref", f"{twin}/era_interim", "--start", START.isoformat(),
+                 "--end", END.isoformat(), "--out", str(cube_path), "--config", str(root / "ingest.yaml")]) == 0
+    cfg_path = root / "train.yaml"
+    cfg_path.write_text(CONFIG)
+    cfg = load_config(cfg_path)
+    out = root / "cnn"
+    summary = run_training(cfg, str(cube_path), START, END, str(out), progress=quiet)
+    record = json.loads((out / "training.json").read_text())
+    return {"root": root, "cube": cube_path, "cfg": cfg, "cfg_path": cfg_path, "out": out, "summary": summary,
+            "record": record}
+
+
+@pytest.mark.ray
+@pytest.mark.slow
+def test_training_stops_one_patience_after_the_best_epoch(stopped: dict) -> None:
+    rec, summary = stopped["record"], stopped["summary"]
+    hist = rec["history"]
+    epochs = [h["epoch"] for h in hist]
+    assert epochs == list(range(1, len(hist) + 1))
+    assert rec["stopped_early"] is True and summary.stopped_early
+    assert rec["epochs_completed"] == len(hist) < EPOCHS
+    val = np.array([h["val_loss"] for h in hist])
+    assert np.isfinite(val).all()
+    best = int(np.argmin(val)) + 1  # the first epoch with the lowest validation loss
+    assert rec["best_epoch"] == summary.best_epoch == best
+    assert best >= 2  # it did learn first: the stop is not the trivial "epoch 1 was best"
+    assert rec["epochs_completed"] == best + PATIENCE  # stopped after `patience` epochs without improvement
+    assert all(v >= val[best - 1] for v in val[best:])
+    assert [h["stop"] for h in hist] == [False] * (len(hist) - 1) + [True]
+    assert [h["improved"] for h in hist] == [bool(v < val[:i].min(initial=math.inf)) for i, v in enumerate(val)]
+    assert rec["val_loss"] == pytest.approx(val[best - 1])
+
+
+@pytest.mark.ray
+@pytest.mark.slow
+def test_artefact_holds_the_best_epochs_weights(stopped: dict) -> None:
+    rec, cfg = stopped["record"], stopped["cfg"]
+    model, ckpt = load_model(str(stopped["out"] / "model.pt"), cfg.model, cfg.patches)
+    assert ckpt.epoch == rec["best_epoch"]
+    assert ckpt.best_metric == pytest.approx(min(h["val_loss"] for h in rec["history"]))
+    sha = state_sha256(model.state_dict())
+    assert sha == rec["best_weights_sha256"]
+    assert sha != rec["last_weights_sha256"]  # the epochs after the best changed the weights; they are not kept
+
+
+@pytest.mark.ray
+@pytest.mark.slow
+def test_rerun_of_a_stopped_run_trains_nothing_more(stopped: dict) -> None:
+    argv = ["train", "--cube", str(stopped["cube"]), "--train-start", START.isoformat(), "--train-end",
+            END.isoformat(), "--out", str(stopped["out"]), "--config", str(stopped["cfg_path"])]
+    assert main(argv) == 0
+    again = json.loads((stopped["out"] / "training.json").read_text())
+    rec = stopped["record"]
+    assert again["epochs_completed"] == rec["epochs_completed"] and again["resumed_from"] == rec["epochs_completed"]
+    assert again["history"] == rec["history"] and again["best_weights_sha256"] == rec["best_weights_sha256"]
