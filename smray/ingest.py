@@ -44,7 +44,7 @@ from smray.formats.nsidc_land3 import read_nsidc_land3
 from smray.grid import Grid
 from smray.preprocess import CHANNELS, PASSES, preprocess_day
 from smray.qc import FLAGS
-from smray.storage import check_reachable, filesystem, resolve_storage
+from smray.storage import check_reachable, filesystem, is_transient, resolve_storage
 
 #: JAXA band → indices of its (H, V) channels in :data:`CHANNELS` order.
 BAND_CHANNELS = {"06": (CHANNELS.index("06H"), CHANNELS.index("06V")),
@@ -139,6 +139,8 @@ def _object_token(url: str, storage: StorageConfig) -> tuple[Any, ...]:
     except FileNotFoundError:
         raise SmrayError(f"{url}: file not found") from None
     except Exception as err:  # noqa: BLE001 - storage backends raise many kinds
+        if is_transient(err):
+            raise  # the endpoint is down: the day fails and a re-run retries it; the input is not bad
         raise SmrayError(f"{url}: cannot read ({type(err).__name__}: {str(err).strip()[:160]})") from None
     if info.get("type") == "directory":
         raise SmrayError(f"{url}: is a directory, expected a file")
@@ -218,6 +220,8 @@ def read_tb(files: dict[str, dict[str, str]], product: str, grid: Grid, storage:
         try:
             out = {p: v for p, v in _read_land3(url, grid, storage).items() if p in PASSES}
         except Exception as err:  # noqa: BLE001 - every reader failure is bad input of the day
+            if is_transient(err):
+                raise
             raise DaySkip(_problem(url, err, what), [url]) from None
         return out, [url]
     for p in PASSES:
@@ -229,6 +233,8 @@ def read_tb(files: dict[str, dict[str, str]], product: str, grid: Grid, storage:
             try:
                 tb_h, tb_v = _read_jaxa(url, grid, storage)
             except Exception as err:  # noqa: BLE001
+                if is_transient(err):
+                    raise
                 raise DaySkip(_problem(url, err, what), [url]) from None
             ih, iv = BAND_CHANNELS[band]
             stack[ih], stack[iv] = tb_h, tb_v
@@ -285,6 +291,8 @@ def read_reference(url: str, date: dt.date, grid: Grid, storage: StorageConfig
     except DaySkip:
         raise
     except Exception as err:  # noqa: BLE001 - every reader failure is bad input of the day
+        if is_transient(err):
+            raise
         raise DaySkip(_problem(url, err, "ref"), [url]) from None
     return swvl1.astype(np.float32), (stl1.astype(np.float32) if stl1 is not None else None)
 
@@ -483,7 +491,13 @@ def run_ingest(cfg: Config, progress: Callable[[str], None] = print) -> IngestSu
         finally:
             shutdown_ray(started)
 
-    census = cube.finalize(out, storage, extra_attrs={"ingest_tb": tb_url, "ingest_ref": ref_url})
+    try:
+        census = cube.finalize(out, storage, extra_attrs={"ingest_tb": tb_url, "ingest_ref": ref_url})
+    except Exception as err:  # noqa: BLE001
+        if not is_transient(err):
+            raise
+        raise SmrayError(f"{out}: cannot finalize the cube, the storage is unreachable ({type(err).__name__}); "
+                         f"the finished days are kept: re-run to finish") from None
     summary.seconds = time.perf_counter() - t0
     if errors:
         first = min(errors)

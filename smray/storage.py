@@ -205,6 +205,27 @@ def _create_bucket(fs: fsspec.AbstractFileSystem, bucket: str) -> None:
         fs.invalidate_cache(bucket)
 
 
+#: exception type names that mean "the storage could not be reached", not "the data are bad"
+_TRANSIENT_NAMES = frozenset({
+    "EndpointConnectionError", "ConnectionClosedError", "ConnectTimeoutError", "ReadTimeoutError",
+    "ConnectionError", "ConnectionRefusedError", "ConnectionResetError", "ClientConnectorError",
+    "ServerDisconnectedError", "ClientOSError", "TimeoutError", "ProxyConnectionError",
+})
+
+
+def is_transient(err: BaseException) -> bool:
+    """True when ``err`` (or what it was raised from) says the storage endpoint was unreachable or
+    timed out: worth retrying later, never a reason to record the input as bad."""
+    seen: set[int] = set()
+    cur: BaseException | None = err
+    while cur is not None and id(cur) not in seen:
+        seen.add(id(cur))
+        if any(t.__name__ in _TRANSIENT_NAMES for t in type(cur).__mro__):
+            return True
+        cur = cur.__cause__ or cur.__context__
+    return False
+
+
 def _first_line(err: BaseException) -> str:
     text = str(err).strip().splitlines()
     return text[0][:200] if text else type(err).__name__

@@ -294,3 +294,26 @@ def test_local_write_relative_path(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     write_bytes(LocalFileSystem(), "bare.bin", b"here")
     assert (tmp_path / "bare.bin").read_bytes() == b"here"
+
+
+def test_unreachable_endpoint_errors_are_transient_not_bad_input() -> None:
+    """Connection and timeout errors (botocore's, aiohttp's, the OS's, also when wrapped) mean "retry
+    later"; a reader's complaint about the data does not."""
+    import botocore.exceptions as bce
+
+    from smray.storage import is_transient
+
+    down = bce.EndpointConnectionError(endpoint_url="http://127.0.0.1:1")
+    assert is_transient(down)
+    assert is_transient(bce.ReadTimeoutError(endpoint_url="http://127.0.0.1:1"))
+    assert is_transient(ConnectionRefusedError(111, "refused"))
+    try:
+        try:
+            raise down
+        except bce.EndpointConnectionError as inner:
+            raise OSError("fsspec wrapped it") from inner
+    except OSError as wrapped:
+        assert is_transient(wrapped)
+    assert not is_transient(SmrayError("x.h5: truncated HDF5 file"))
+    assert not is_transient(ValueError("bad dtype"))
+    assert not is_transient(FileNotFoundError("s3://b/k"))
