@@ -1,0 +1,781 @@
+"""Evaluation of daily soil-moisture maps: ``metrics.json`` and ``report.md`` with PNG figures.
+
+:func:`run_evaluate` is ``smray evaluate``. Every map store (schema ``smray-maps-1``, one per model,
+named by its ``smray_model_kind``) is scored against the cube it was predicted from, side by side:
+
+* **Reference**: the cube's ``swvl1``, on every scored day and pixel where both the map and the
+  reference are finite (the maps are already NaN where QC blocked a pixel). Scored days are the days
+  of both the store's and the cube's time axis, within ``--start``/``--end`` when given.
+* **Metrics** (pytesmo's vocabulary): ``r2`` = 1 − SSE/SST with SST about the reference mean (the
+  paper's R²); ``rmse`` (m³/m³) and ``rmse_norm`` = rmse / (upper − lower), the paper's normalised
+  units (x − lower)/(upper − lower) from the store's ``smray_norm_stats`` (target_lower/upper; for a
+  store without them the cube's stored default statistics; not clipped); ``bias`` = mean(pred − ref);
+  ``ubrmsd`` = sqrt(rmse² − bias²); ``pearson_r``; ``anomaly_r``: each pixel's anomalies from its own
+  mean over the scored days (prediction and reference separately, on that pixel's pairs), Pearson R
+  over all anomalies of pixels with at least ``evaluate.anomaly_min_days`` pairs; ``n`` pairs.
+* **Per pass**: ``soil_moisture_asc`` (A) and ``soil_moisture_desc`` (D) against the same reference.
+* **Latitude bands** (pixel centre, south edge inclusive): :data:`LAT_BANDS`.
+* **Vegetation classes** from the cube itself: the microwave polarisation difference index at
+  10.7 GHz, MPDI = (V − H)/(V + H), its per-pixel median over both passes and (at most
+  ``evaluate.vegetation_days``, evenly spread) scored days, binned by :data:`VEGETATION`
+  (dense vegetation damps the polarisation difference, bare soil keeps it).
+* **Truth** (``--truth``, a twin archive root): ``sm_true`` per pass from
+  ``truth/YYYY/MM/smray_twin_truth_YYYYMMDD.nc`` mapped onto the store grid by nearest cell centre
+  (as :func:`smray.experiment.truth_and_physical`); A against ``soil_moisture_asc``, D against
+  ``soil_moisture_desc``, combined (mean of the passes) against ``soil_moisture``.
+* **ISMN** (``--ismn``, a ``.stm`` file, an ISMN zip or a directory of either): surface sensors
+  (soil moisture, 0 to :data:`SURFACE_DEPTH_M` m; SCAN's 2-inch sensors are 0.0508 m) of each
+  station, daily (UTC) means of the good (G/U) observations averaged over the station's surface
+  sensors, paired with the map's ``soil_moisture`` in the station's nearest grid cell on the same
+  day: ``n_stations`` (with at least one pair), ``n_pairs``, ``pearson_r``, ``bias``, ``ubrmsd``,
+  ``rmse``.
+
+Everything is accumulated day by day as per-pixel sums (the days are never held together), so a
+year of global 0.25° maps fits in memory. Outputs under ``out_dir`` (path or URL): ``metrics.json``,
+``report.md``, ``maps_<model>.png`` (prediction/reference/difference on the map day),
+``scatter_<model>.png`` (2-D histogram) and ``timeseries.png`` (daily spatial mean and RMSE).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import json
+import math
+import time
+import warnings
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import xarray as xr
+
+from smray import __version__
+from smray.config import Config, StorageConfig, to_dict
+from smray.errors import SmrayError
+from smray.storage import filesystem, join, resolve_storage, write_bytes
+
+MAPS_FORMAT = "smray-maps-1"
+METRICS_FILE = "metrics.json"
+REPORT_FILE = "report.md"
+TIMESERIES_FILE = "timeseries.png"
+PASS_VARS = {"A": "soil_moisture_asc", "D": "soil_moisture_desc"}
+COMBINED_VAR = "soil_moisture"
+#: (name, south, north) degrees; a pixel belongs to the band with south <= lat < north (90N inclusive)
+LAT_BANDS: tuple[tuple[str, float, float], ...] = (
+    ("90S-30S", -90.0, -30.0), ("30S-0", -30.0, 0.0), ("0-30N", 0.0, 30.0), ("30N-60N", 30.0, 60.0),
+    ("60N-90N", 60.0, 90.0))
+#: (class, lower, upper) of the pixel's median MPDI at 10.7 GHz; lower <= MPDI < upper
+VEGETATION: tuple[tuple[str, float, float], ...] = (
+    ("dense", -math.inf, 0.01), ("moderate", 0.01, 0.03), ("sparse", 0.03, 0.06), ("bare", 0.06, math.inf))
+#: deepest sensor bottom that counts as surface soil moisture, m (SCAN's 2-inch sensors: 0.0508 m)
+SURFACE_DEPTH_M = 0.051
+#: bins per axis of the scatter-density histogram
+SCATTER_BINS = 120
+#: the paper's Table 2 (normalised units; test day 31 July 2011, 50,000 patches), for context only
+PAPER = {"cnn": {"r2": 0.6512, "rmse_norm": 0.1272}, "svr": {"r2": 0.5598, "rmse_norm": 0.1817}}
+#: values are accumulated about this constant (m³/m³) to keep the sums of squares well conditioned
+SHIFT = 0.25
+PACKAGES = ("smray", "ray", "torch", "numpy", "xarray", "zarr", "scikit-learn", "matplotlib")
+
+
+# --------------------------------------------------------------------------------------------
+# Metrics from sums (pure)
+# --------------------------------------------------------------------------------------------
+@dataclasses.dataclass
+class PixelSums:
+    """Sums over days of the pairs (prediction p, reference r) where both are finite, float64, per
+    pixel (shape (lat, lon)) or in total (shape ()): ``n`` pairs, Σp, Σr, Σp², Σr², Σpr (values taken
+    about :data:`SHIFT`)."""
+
+    n: np.ndarray
+    sp: np.ndarray
+    sr: np.ndarray
+    spp: np.ndarray
+    srr: np.ndarray
+    spr: np.ndarray
+
+    @classmethod
+    def zeros(cls, shape: tuple[int, ...]) -> PixelSums:
+        return cls(*(np.zeros(shape, np.float64) for _ in dataclasses.fields(cls)))
+
+    def add(self, pred: np.ndarray, ref: np.ndarray) -> np.ndarray:
+        """Add one day's pairs; returns the mask of pixels that counted."""
+        ok = np.isfinite(pred) & np.isfinite(ref)
+        p = np.where(ok, np.asarray(pred, np.float64) - SHIFT, 0.0)
+        r = np.where(ok, np.asarray(ref, np.float64) - SHIFT, 0.0)
+        fold = (lambda a: a.sum()) if self.n.ndim == 0 else (lambda a: a)
+        self.n += fold(ok)
+        self.sp += fold(p)
+        self.sr += fold(r)
+        self.spp += fold(p * p)
+        self.srr += fold(r * r)
+        self.spr += fold(p * r)
+        return ok
+
+    def totals(self, mask: np.ndarray | None = None) -> tuple[float, ...]:
+        """(n, Σp, Σr, Σp², Σr², Σpr) over the pixels in ``mask`` (all pixels when None)."""
+        sel = (lambda a: a[mask]) if mask is not None else (lambda a: a)
+        return tuple(float(sel(getattr(self, f.name)).sum()) for f in dataclasses.fields(self))
+
+    def metrics(self, mask: np.ndarray | None = None, span: float | None = None,
+                anomaly_min_days: int | None = None) -> dict[str, Any]:
+        """:func:`metrics_from_totals` over ``mask``, plus anomaly R when ``anomaly_min_days``."""
+        out = metrics_from_totals(*self.totals(mask), span=span)
+        if anomaly_min_days is not None:
+            out.update(self.anomaly(anomaly_min_days, mask))
+        return out
+
+    def anomaly(self, min_days: int, mask: np.ndarray | None = None) -> dict[str, Any]:
+        """Pearson R of the per-pixel anomalies (each series minus its own mean over the pixel's pairs),
+        over the pixels with at least ``min_days`` pairs; and how many pixels and pairs that was."""
+        use = self.n >= min_days
+        if mask is not None:
+            use &= mask
+        n = self.n[use]
+        if not use.any():
+            return {"anomaly_r": math.nan, "anomaly_pixels": 0, "anomaly_n": 0}
+        sp, sr = self.sp[use], self.sr[use]
+        cov = float((self.spr[use] - sp * sr / n).sum())
+        vp = float((self.spp[use] - sp * sp / n).sum())
+        vr = float((self.srr[use] - sr * sr / n).sum())
+        r = cov / math.sqrt(vp * vr) if vp > 0 and vr > 0 else math.nan
+        return {"anomaly_r": r, "anomaly_pixels": int(use.sum()), "anomaly_n": int(n.sum())}
+
+
+def metrics_from_totals(n: float, sp: float, sr: float, spp: float, srr: float, spr: float, *,
+                        span: float | None = None) -> dict[str, Any]:
+    """Scores from sums of pairs (values about :data:`SHIFT`): r2 (1 − SSE/SST, SST about the reference
+    mean), rmse and bias (pred − ref) in m³/m³, ubrmsd = sqrt(rmse² − bias²), pearson_r, n, and
+    rmse_norm = rmse / ``span`` (NaN without a span). NaN where undefined (n < 2, constant series)."""
+    nan = math.nan
+    if n < 1:
+        return {"r2": nan, "rmse": nan, "rmse_norm": nan, "bias": nan, "ubrmsd": nan, "pearson_r": nan,
+                "mean_pred": nan, "mean_ref": nan, "n": 0}
+    sse = max(spp - 2.0 * spr + srr, 0.0)
+    sst = srr - sr * sr / n
+    spp_c = spp - sp * sp / n
+    cov = spr - sp * sr / n
+    rmse = math.sqrt(sse / n)
+    bias = (sp - sr) / n
+    return {
+        "r2": 1.0 - sse / sst if n > 1 and sst > 0 else nan,
+        "rmse": rmse,
+        "rmse_norm": rmse / span if span else nan,
+        "bias": bias,
+        "ubrmsd": math.sqrt(max(rmse * rmse - bias * bias, 0.0)),
+        "pearson_r": cov / math.sqrt(spp_c * sst) if n > 1 and spp_c > 0 and sst > 0 else nan,
+        "mean_pred": sp / n + SHIFT, "mean_ref": sr / n + SHIFT, "n": int(round(n)),
+    }
+
+
+def pair_metrics(pred: np.ndarray, ref: np.ndarray, span: float | None = None) -> dict[str, Any]:
+    """:func:`metrics_from_totals` of the finite pairs of two arrays."""
+    s = PixelSums.zeros(())
+    s.add(np.asarray(pred, np.float64), np.asarray(ref, np.float64))
+    return s.metrics(span=span)
+
+
+# --------------------------------------------------------------------------------------------
+# Pixel classes (pure)
+# --------------------------------------------------------------------------------------------
+def lat_band_masks(lat: np.ndarray, nlon: int) -> dict[str, np.ndarray]:
+    """Band name → (lat, lon) mask of the pixels whose centre lies in the band (:data:`LAT_BANDS`)."""
+    lat = np.asarray(lat, np.float64)
+    out = {}
+    for name, south, north in LAT_BANDS:
+        rows = (lat >= south) & ((lat < north) | ((north >= 90.0) & (lat <= north)))
+        out[name] = np.broadcast_to(rows[:, None], (len(lat), nlon))
+    return out
+
+
+def mpdi(tb_v: np.ndarray, tb_h: np.ndarray) -> np.ndarray:
+    """Microwave polarisation difference index (V − H)/(V + H); NaN where either is missing."""
+    v, h = np.asarray(tb_v, np.float64), np.asarray(tb_h, np.float64)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        out = (v - h) / (v + h)
+    return np.where(np.isfinite(out), out, np.nan)
+
+
+def vegetation_classes(median_mpdi: np.ndarray) -> dict[str, np.ndarray]:
+    """Class name → mask of the pixels whose median MPDI falls in the class (:data:`VEGETATION`)."""
+    m = np.asarray(median_mpdi, np.float64)
+    ok = np.isfinite(m)
+    return {name: ok & (m >= lo) & (m < hi) for name, lo, hi in VEGETATION}
+
+
+def nanmedian_quiet(stack: np.ndarray, axis: int = 0) -> np.ndarray:
+    """``np.nanmedian`` without the all-NaN warning (all-NaN pixels are NaN)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", category=RuntimeWarning)
+        return np.nanmedian(stack, axis=axis)
+
+
+def spread(days: Sequence[dt.date], k: int) -> list[dt.date]:
+    """At most ``k`` of ``days``, evenly spread, first and last included."""
+    days = list(days)
+    if len(days) <= k:
+        return days
+    idx = np.unique(np.round(np.linspace(0, len(days) - 1, k)).astype(int))
+    return [days[i] for i in idx]
+
+
+# --------------------------------------------------------------------------------------------
+# Map stores
+# --------------------------------------------------------------------------------------------
+@dataclasses.dataclass
+class MapStore:
+    """One opened map store: its model name and kind, normalisation span and scored days."""
+
+    url: str
+    name: str
+    kind: str
+    ds: xr.Dataset
+    days: list[dt.date]  #: scored days (store ∩ cube ∩ period), ascending
+    index: dict[dt.date, int]  #: day → position on the store's time axis
+    target_lower: float | None
+    target_upper: float | None
+    norm_source: str | None
+
+    @property
+    def span(self) -> float | None:
+        if self.target_lower is None or self.target_upper is None:
+            return None
+        return self.target_upper - self.target_lower
+
+    def read(self, var: str, day: dt.date) -> np.ndarray:
+        return np.asarray(self.ds[var].isel(time=self.index[day]).values, dtype=np.float64)
+
+
+def _norm_bounds(attrs: dict[str, Any], url: str, cube_url: str, storage: StorageConfig
+                 ) -> tuple[float | None, float | None, str | None]:
+    """(target_lower, target_upper, source) from the store's smray_norm_stats, else the cube's default."""
+    raw = attrs.get("smray_norm_stats")
+    data = raw
+    if isinstance(raw, str):
+        try:
+            data = json.loads(raw) if raw.strip() else None
+        except ValueError:
+            raise SmrayError(f"{url}: attribute smray_norm_stats is not valid JSON") from None
+    if isinstance(data, dict) and data.get("target_lower") is not None and data.get("target_upper") is not None:
+        lo, hi = float(data["target_lower"]), float(data["target_upper"])
+        if not (math.isfinite(lo) and math.isfinite(hi) and hi > lo):
+            raise SmrayError(f"{url}: smray_norm_stats target_lower {lo} / target_upper {hi} (need lower < upper)")
+        return lo, hi, "store"
+    from smray.normalise import load_stats
+
+    try:
+        stats = load_stats(cube_url, storage)
+    except SmrayError:
+        return None, None, None
+    return float(stats.target_lower), float(stats.target_upper), "cube default"
+
+
+def open_map_store(url: str, storage: StorageConfig, cube_grid: dict[str, Any], cube_lat: np.ndarray,
+                   cube_lon: np.ndarray) -> xr.Dataset:
+    """Open ``url`` and check it is a smray map store on the cube's grid (one-line SmrayError)."""
+    from smray.plot import open_store
+
+    ds = open_store(url, storage)
+    fmt = ds.attrs.get("smray_format")
+    if fmt != MAPS_FORMAT:
+        raise SmrayError(f"{url}: not a smray map store (attribute smray_format is {fmt!r}, expected "
+                         f"{MAPS_FORMAT!r})")
+    for var in (COMBINED_VAR, *PASS_VARS.values()):
+        if var not in ds.data_vars:
+            raise SmrayError(f"{url}: map store has no variable {var!r}")
+    try:
+        grid = json.loads(ds.attrs.get("smray_grid", "null"))
+    except ValueError:
+        raise SmrayError(f"{url}: attribute smray_grid is not valid JSON") from None
+    lat, lon = np.asarray(ds["lat"].values, np.float64), np.asarray(ds["lon"].values, np.float64)
+    same = (grid == cube_grid and lat.shape == cube_lat.shape and lon.shape == cube_lon.shape
+            and np.allclose(lat, cube_lat) and np.allclose(lon, cube_lon))
+    if not same:
+        raise SmrayError(f"{url}: map store grid {grid} ({len(lat)}x{len(lon)}) differs from the cube's {cube_grid} "
+                         f"({len(cube_lat)}x{len(cube_lon)})")
+    return ds
+
+
+def _name(kind: str, taken: dict[str, Any]) -> str:
+    if kind not in taken:
+        return kind
+    k = 2
+    while f"{kind}_{k}" in taken:
+        k += 1
+    return f"{kind}_{k}"
+
+
+def open_stores(maps: Sequence[str], cube_url: str, storage: StorageConfig, cube_dates: Sequence[dt.date],
+                start: dt.date | None, end: dt.date | None) -> dict[str, MapStore]:
+    """Every map store by model name, with its scored days; SmrayError for a bad store or one
+    without a day in common with the cube (and the period)."""
+    from smray import cube as cubemod
+    from smray.plot import store_dates
+
+    cinfo = cubemod.info(cube_url, storage)
+    cst = cubemod.read_static(cube_url, storage)
+    cube_grid = cinfo.grid.to_dict()
+    in_cube = set(cube_dates)
+    out: dict[str, MapStore] = {}
+    for url in maps:
+        ds = open_map_store(url, storage, cube_grid, cst["lat"], cst["lon"])
+        kind = str(ds.attrs.get("smray_model_kind") or "")
+        if not kind:
+            raise SmrayError(f"{url}: map store has no attribute smray_model_kind")
+        dates = store_dates(ds)
+        days = sorted(d for d in set(dates) & in_cube if (start is None or d >= start) and (end is None or d <= end))
+        if not days:
+            span = f"{dates[0]}..{dates[-1]}" if dates else "no days"
+            window = f" within {start or '…'}..{end or '…'}" if (start or end) else ""
+            raise SmrayError(f"{url}: no day of the map store ({span}) overlaps the cube {cube_url} "
+                             f"({cinfo.start}..{cinfo.end}){window}")
+        lo, hi, source = _norm_bounds(dict(ds.attrs), url, cube_url, storage)
+        name = _name(kind, out)
+        out[name] = MapStore(url=url, name=name, kind=kind, ds=ds, days=days,
+                             index={d: dates.index(d) for d in days}, target_lower=lo, target_upper=hi,
+                             norm_source=source)
+    return out
+
+
+# --------------------------------------------------------------------------------------------
+# ISMN stations
+# --------------------------------------------------------------------------------------------
+@dataclasses.dataclass
+class Station:
+    """One ISMN station's surface soil moisture: daily means (m³/m³) by day, and its grid cell."""
+
+    network: str
+    station: str
+    lat: float
+    lon: float
+    daily: dict[dt.date, float]
+    sensors: int
+    row: int = -1
+    col: int = -1
+
+
+def _ismn_files(source: str, storage: StorageConfig) -> list[str]:
+    fs, path = filesystem(source, storage)
+    if not fs.exists(path):
+        raise SmrayError(f"{source}: ISMN file or directory not found")
+    if fs.isdir(path):
+        names = sorted(p for p in fs.find(path) if p.lower().endswith((".stm", ".zip")))
+        if not names:
+            raise SmrayError(f"{source}: no ISMN .stm or .zip files in the directory")
+        return [fs.unstrip_protocol(p) if "://" in source else p for p in names]
+    return [source]
+
+
+def read_stations(source: str, storage: StorageConfig) -> tuple[list[Station], int]:
+    """The stations with surface soil-moisture sensors in ``source`` (file, zip or directory), and
+    how many sensor records were read in all."""
+    from smray.formats.ismn import daily_means, read_ismn_stm, read_ismn_zip
+
+    records = []
+    for f in _ismn_files(source, storage):
+        records += read_ismn_zip(f) if f.lower().endswith(".zip") else [read_ismn_stm(f)]
+    by_station: dict[tuple[str, str], list[Any]] = {}
+    for meta, data in records:
+        surface = (meta.get("variable", "sm") == "sm" and meta["depth_from"] >= 0.0
+                   and meta["depth_to"] <= SURFACE_DEPTH_M)
+        if surface:
+            by_station.setdefault((meta["network"], meta["station"]), []).append((meta, daily_means(data)))
+    stations = []
+    for (network, name), sensors in by_station.items():
+        merged = pd.concat([d["soil_moisture"] for _, d in sensors], axis=1).mean(axis=1)
+        daily = {ts.date(): float(v) for ts, v in merged.items() if np.isfinite(v)}
+        stations.append(Station(network=network, station=name, lat=float(sensors[0][0]["lat"]),
+                                lon=float(sensors[0][0]["lon"]), daily=daily, sensors=len(sensors)))
+    return stations, len(records)
+
+
+def place_stations(stations: list[Station], lat: np.ndarray, lon: np.ndarray) -> list[Station]:
+    """Set each station's nearest grid cell; returns the stations that lie on the grid."""
+    lat, lon = np.asarray(lat, np.float64), np.asarray(lon, np.float64)
+    dy = abs(float(lat[1] - lat[0])) if len(lat) > 1 else 180.0
+    dx = abs(float(lon[1] - lon[0])) if len(lon) > 1 else 360.0
+    on = []
+    for s in stations:
+        slon = ((s.lon + 180.0) % 360.0) - 180.0
+        glon = ((lon + 180.0) % 360.0) - 180.0
+        dlon = np.abs(((glon - slon) + 180.0) % 360.0 - 180.0)
+        r, c = int(np.abs(lat - s.lat).argmin()), int(dlon.argmin())
+        if abs(lat[r] - s.lat) <= dy / 2 + 1e-9 and dlon[c] <= dx / 2 + 1e-9:
+            s.row, s.col = r, c
+            on.append(s)
+    return on
+
+
+def ismn_metrics(pairs: list[tuple[int, dt.date, float, float]], stations: list[Station], n_files: int,
+                 n_stations: int) -> dict[str, Any]:
+    """Scores of (station index, day, in situ, map) pairs: n_stations with pairs, n_pairs, R, bias, ubRMSD.
+    ``stations`` are those on the grid (the pairs index them), of ``n_stations`` read from ``n_files``."""
+    obs = np.array([p[2] for p in pairs], np.float64)
+    pred = np.array([p[3] for p in pairs], np.float64)
+    m = pair_metrics(pred, obs)
+    used = sorted({p[0] for p in pairs})
+    covered = [d for s in stations for d in s.daily]
+    out = {"n_stations": len(used), "n_pairs": m["n"], "pearson_r": m["pearson_r"], "bias": m["bias"],
+           "ubrmsd": m["ubrmsd"], "rmse": m["rmse"], "n_stations_read": n_stations, "n_sensor_files": n_files,
+           "n_stations_on_grid": len(stations),
+           "station_days": f"{min(covered)}..{max(covered)}" if covered else None,
+           "stations": [{"network": stations[i].network, "station": stations[i].station, "lat": stations[i].lat,
+                         "lon": stations[i].lon, "row": stations[i].row, "col": stations[i].col,
+                         "n_pairs": sum(1 for p in pairs if p[0] == i)} for i in used]}
+    if not pairs:
+        out["note"] = "no station day overlaps a finite map value (stations cover " \
+                      f"{out['station_days'] or 'no surface data'})"
+    return out
+
+
+# --------------------------------------------------------------------------------------------
+# Truth
+# --------------------------------------------------------------------------------------------
+class TruthReader:
+    """``sm_true`` (pass, lat, lon) of the twin on the store grid, day by day (nearest cell centre)."""
+
+    def __init__(self, root: str, storage: StorageConfig, lat: np.ndarray, lon: np.ndarray, res: float) -> None:
+        self.root, self.storage = root, storage
+        self.lat, self.lon, self.tol = np.asarray(lat, np.float64), np.asarray(lon, np.float64), 0.51 * res
+        self.ri: np.ndarray | None = None
+        self.ci: np.ndarray | None = None
+
+    def read(self, day: dt.date) -> dict[str, np.ndarray]:
+        from smray.experiment import _nearest, _open_netcdf
+        from smray.synth.twin import truth_path
+
+        url = join(self.root, truth_path(day))
+        ds = _open_netcdf(url, self.storage)
+        if "sm_true" not in ds:
+            raise SmrayError(f"{url}: no variable 'sm_true' (not a twin truth file)")
+        if self.ri is None:
+            lon_t = ((np.asarray(ds["lon"].values, np.float64) + 180.0) % 360.0) - 180.0
+            self.ri = _nearest(ds["lat"].values, self.lat, "latitude", self.tol)
+            self.ci = _nearest(lon_t, ((self.lon + 180.0) % 360.0) - 180.0, "longitude", self.tol)
+        sm = np.asarray(ds["sm_true"].values, np.float64)[:, self.ri][:, :, self.ci]
+        passes = [str(p) for p in ds["pass"].values]
+        return {p: sm[i] for i, p in enumerate(passes)}
+
+
+# --------------------------------------------------------------------------------------------
+# The evaluation
+# --------------------------------------------------------------------------------------------
+@dataclasses.dataclass
+class ModelAcc:
+    """Everything accumulated for one model over the scored days: per-pixel sums of the combined map
+    (overall, band, class and anomaly scores come from them), total sums per pass and against the
+    truth, the scatter histogram, the daily rows, the ISMN pairs and the map day's fields."""
+
+    combined: PixelSums
+    passes: dict[str, PixelSums]
+    truth: dict[str, PixelSums]
+    hist: np.ndarray
+    daily: list[dict[str, Any]]
+    pairs: list[tuple[int, dt.date, float, float]]
+    map_fields: tuple[np.ndarray, np.ndarray] | None = None
+
+
+def _as_opt_date(value: Any, name: str) -> dt.date | None:
+    if value is None or value == "":
+        return None
+    from smray.plot import as_date
+
+    return as_date(value, name)
+
+
+def _packages() -> dict[str, str | None]:
+    from importlib.metadata import PackageNotFoundError, version
+
+    out: dict[str, str | None] = {}
+    for name in PACKAGES:
+        try:
+            out[name] = version(name)
+        except PackageNotFoundError:
+            out[name] = None
+    return out
+
+
+def _scatter_edges(stores: dict[str, MapStore]) -> np.ndarray:
+    lows = [s.target_lower for s in stores.values() if s.target_lower is not None]
+    highs = [s.target_upper for s in stores.values() if s.target_upper is not None]
+    lo = min([0.0, *lows])
+    hi = max([0.6, *highs]) * 1.05
+    return np.linspace(lo, hi, SCATTER_BINS + 1)
+
+
+def vegetation_mpdi(cube_url: str, storage: StorageConfig, days: Sequence[dt.date], k: int) -> np.ndarray:
+    """Per-pixel median MPDI at 10.7 GHz over both passes and at most ``k`` of ``days`` (NaN: no TB)."""
+    from smray import cube as cubemod
+
+    info = cubemod.info(cube_url, storage)
+    iv, ih = info.channels.index("10V"), info.channels.index("10H")
+    g = cubemod.open_group(cube_url, storage)
+    stack = []
+    for d in spread(days, k):
+        tb = g["tb"][info.index(d)]  # (pass, channel, lat, lon) K
+        stack += [mpdi(tb[p, iv], tb[p, ih]) for p in range(tb.shape[0])]
+    return nanmedian_quiet(np.stack(stack), axis=0)
+
+
+def run_evaluate(cfg: Config, maps: Sequence[str], cube_url: str, out_dir: str, *, truth_url: str | None = None,
+                 ismn: str | None = None, start: dt.date | str | None = None, end: dt.date | str | None = None,
+                 map_day: dt.date | str | None = None, progress: Callable[[str], None] = print) -> dict[str, Any]:
+    """Score every map store against the cube (and the truth / ISMN when given), side by side; write
+    ``metrics.json``, ``report.md`` and the figures under ``out_dir``; return the metrics.json content."""
+    from smray import cube as cubemod
+
+    t0 = time.perf_counter()
+    maps = [str(m) for m in maps]
+    if not maps:
+        raise SmrayError("--maps: no map store given")
+    if len(set(maps)) != len(maps):
+        raise SmrayError(f"--maps: {next(m for m in maps if maps.count(m) > 1)} is given twice")
+    start, end = _as_opt_date(start, "--start"), _as_opt_date(end, "--end")
+    day_req = _as_opt_date(map_day, "--day")
+    if start and end and end < start:
+        raise SmrayError(f"--end: {end} is before --start {start}")
+    storage = resolve_storage(cfg.storage)
+    ecfg = cfg.evaluate
+    cinfo = cubemod.info(cube_url, storage)
+    stores = open_stores(maps, cube_url, storage, cinfo.dates, start, end)
+    all_days = sorted({d for s in stores.values() for d in s.days})
+    if day_req is not None:
+        lacking = [s.url for s in stores.values() if day_req not in s.days]
+        if lacking:
+            raise SmrayError(f"--day: {day_req} is not a scored day of the map store {lacking[0]}")
+    ismn_stations: list[Station] = []
+    ismn_read = ismn_total = 0
+    cst = cubemod.read_static(cube_url, storage)
+    lat, lon = np.asarray(cst["lat"], np.float64), np.asarray(cst["lon"], np.float64)
+    if ismn:
+        all_stations, ismn_read = read_stations(ismn, storage)
+        ismn_stations = place_stations(all_stations, lat, lon)
+        ismn_total = len(all_stations)
+        progress(f"evaluate: ISMN: {ismn_total} stations with surface sensors in {ismn_read} sensor "
+                 f"files, {len(ismn_stations)} on the grid")
+    truth = TruthReader(truth_url, storage, lat, lon, float(cinfo.grid.res)) if truth_url else None
+    shape = (len(lat), len(lon))
+    edges = _scatter_edges(stores)
+    accs = {name: ModelAcc(combined=PixelSums.zeros(shape), passes={p: PixelSums.zeros(()) for p in PASS_VARS},
+                           truth={k: PixelSums.zeros(()) for k in (*PASS_VARS, "combined")} if truth else {},
+                           hist=np.zeros((SCATTER_BINS, SCATTER_BINS), np.float64), daily=[], pairs=[])
+            for name in stores}
+    figure_day = {name: day_req or s.days[-1] for name, s in stores.items()}
+    g = cubemod.open_group(cube_url, storage)
+    by_day = {d: [(i, st.row, st.col, st.daily[d]) for i, st in enumerate(ismn_stations) if d in st.daily]
+              for d in all_days}
+    for k, day in enumerate(all_days):
+        ref = np.asarray(g["swvl1"][cinfo.index(day)], np.float64)
+        tru = truth.read(day) if truth else None
+        for name, s in stores.items():
+            if day not in s.index:
+                continue
+            _score_day(accs[name], s, day, ref, tru, edges, by_day[day], figure_day[name] == day)
+        if (k + 1) % 10 == 0 or k + 1 == len(all_days):
+            progress(f"evaluate: {k + 1}/{len(all_days)} days scored")
+    median_mpdi = vegetation_mpdi(cube_url, storage, all_days, ecfg.vegetation_days)
+    result = _result(cfg, stores, accs, cube_url, maps, truth_url, ismn, lat, median_mpdi, figure_day,
+                     ismn_stations, ismn_read, ismn_total, all_days)
+    _write_outputs(result, stores, accs, edges, lat, lon, figure_day, out_dir, storage, progress)
+    result["seconds"] = time.perf_counter() - t0
+    _write_json(join(out_dir, METRICS_FILE), storage, result)
+    progress(f"evaluate: {len(stores)} model(s), {len(all_days)} days -> {join(out_dir, METRICS_FILE)}, "
+             f"{REPORT_FILE} in {result['seconds']:.0f} s")
+    return result
+
+
+def _score_day(acc: ModelAcc, s: MapStore, day: dt.date, ref: np.ndarray, tru: dict[str, np.ndarray] | None,
+               edges: np.ndarray, stations: list[tuple[int, int, int, float]], keep_maps: bool) -> None:
+    pred = s.read(COMBINED_VAR, day)
+    ok = acc.combined.add(pred, ref)
+    per_pass = {p: s.read(var, day) for p, var in PASS_VARS.items()}
+    for p, field in per_pass.items():
+        acc.passes[p].add(field, ref)
+    m = pair_metrics(pred, ref, s.span)
+    acc.daily.append({"date": day.isoformat(), **{k: m[k] for k in ("n", "r2", "rmse", "bias", "pearson_r",
+                                                                     "mean_pred", "mean_ref")}})
+    lo, hi = edges[0], edges[-1]
+    h, _, _ = np.histogram2d(np.clip(ref[ok], lo, hi), np.clip(pred[ok], lo, hi), bins=[edges, edges])
+    acc.hist += h
+    if tru is not None:
+        for p in PASS_VARS:
+            if p not in tru:
+                raise SmrayError(f"twin truth of {day}: no pass {p!r}")
+            acc.truth[p].add(per_pass[p], tru[p])
+        acc.truth["combined"].add(pred, np.mean([tru[p] for p in PASS_VARS], axis=0))
+    for i, row, col, obs in stations:
+        if np.isfinite(pred[row, col]):
+            acc.pairs.append((i, day, obs, float(pred[row, col])))
+    if keep_maps:
+        acc.map_fields = (pred, ref)
+
+
+def _result(cfg: Config, stores: dict[str, MapStore], accs: dict[str, ModelAcc], cube_url: str, maps: list[str],
+            truth_url: str | None, ismn: str | None, lat: np.ndarray, median_mpdi: np.ndarray,
+            figure_day: dict[str, dt.date], stations: list[Station], n_files: int, n_stations: int,
+            all_days: list[dt.date]) -> dict[str, Any]:
+    ecfg = cfg.evaluate
+    bands = lat_band_masks(lat, median_mpdi.shape[1])
+    veg = vegetation_classes(median_mpdi)
+    scored = np.logical_or.reduce([accs[n].combined.n > 0 for n in stores])  # pixels with a pair in some model
+    models: dict[str, Any] = {}
+    for name, s in stores.items():
+        acc = accs[name]
+        row: dict[str, Any] = {
+            "kind": s.kind, "store": s.url, **acc.combined.metrics(span=s.span, anomaly_min_days=ecfg.anomaly_min_days),
+            "target_lower": s.target_lower, "target_upper": s.target_upper, "norm_source": s.norm_source,
+            "days": len(s.days), "first_day": s.days[0].isoformat(), "last_day": s.days[-1].isoformat(),
+            "map_day": figure_day[name].isoformat(),
+            "model": s.ds.attrs.get("smray_model"), "fingerprint": s.ds.attrs.get("smray_model_fingerprint"),
+            "per_pass": {p: {"variable": PASS_VARS[p], **acc.passes[p].metrics(span=s.span)} for p in PASS_VARS},
+            "lat_bands": {b: acc.combined.metrics(m, span=s.span) for b, m in bands.items()},
+            "vegetation": {c: acc.combined.metrics(m, span=s.span) for c, m in veg.items()},
+            "daily": acc.daily,
+        }
+        if acc.truth:
+            row["truth"] = {k: {x: y for x, y in v.metrics().items() if x != "rmse_norm"} for k, v in acc.truth.items()}
+        if ismn:
+            row["ismn"] = ismn_metrics(acc.pairs, stations, n_files, n_stations)
+        models[name] = row
+    return {
+        "smray_version": __version__, "cube": cube_url, "maps": maps, "truth": truth_url, "ismn": ismn,
+        "period": {"start": all_days[0].isoformat(), "end": all_days[-1].isoformat(), "days": len(all_days)},
+        "models": models,
+        "definitions": {
+            "reference": "the cube's swvl1 (m3/m3); pairs where prediction and reference are finite",
+            "r2": "1 - SSE/SST, SST about the reference mean", "bias": "mean(prediction - reference)",
+            "ubrmsd": "sqrt(rmse^2 - bias^2)",
+            "rmse_norm": "rmse / (target_upper - target_lower): the paper's normalised units, not clipped",
+            "anomaly_r": f"Pearson R of per-pixel anomalies from each pixel's own mean over the scored days; pixels "
+                         f"with at least {ecfg.anomaly_min_days} pairs",
+            "lat_bands": {b: [lo, hi] for b, lo, hi in LAT_BANDS},
+            "vegetation": {c: [None if not math.isfinite(lo) else lo, None if not math.isfinite(hi) else hi]
+                           for c, lo, hi in VEGETATION},
+            "vegetation_index": f"median MPDI = (TB10V - TB10H)/(TB10V + TB10H) over both passes and at most "
+                                f"{ecfg.vegetation_days} scored days",
+            "ismn": f"surface sensors (depth to <= {SURFACE_DEPTH_M} m), daily UTC mean of G/U observations, "
+                    f"nearest grid cell, same day; against soil_moisture",
+            "truth": "twin sm_true per pass (A vs soil_moisture_asc, D vs soil_moisture_desc), combined = mean of "
+                     "the passes vs soil_moisture",
+        },
+        "anomaly_min_days": ecfg.anomaly_min_days,
+        "vegetation_pixels": {c: int((m & scored).sum()) for c, m in veg.items()},
+        "paper": PAPER, "config": to_dict(cfg), "packages": _packages(),
+    }
+
+
+def _write_json(url: str, storage: StorageConfig, data: dict[str, Any]) -> None:
+    from smray.train import _json_safe
+
+    fs, path = filesystem(url, storage)
+    write_bytes(fs, path, json.dumps(_json_safe(data), indent=1, default=str).encode())
+
+
+def _write_outputs(result: dict[str, Any], stores: dict[str, MapStore], accs: dict[str, ModelAcc],
+                   edges: np.ndarray, lat: np.ndarray, lon: np.ndarray, figure_day: dict[str, dt.date], out_dir: str,
+                   storage: StorageConfig, progress: Callable[[str], None]) -> None:
+    from smray.plot import figure_maps, figure_scatter, figure_timeseries
+
+    figures: dict[str, dict[str, str]] = {}
+    for name in stores:
+        acc, files = accs[name], {}
+        if acc.map_fields is not None:
+            files["maps"] = f"maps_{name}.png"
+            figure_maps(*acc.map_fields, lat, lon, model=name, day=figure_day[name], url=join(out_dir, files["maps"]),
+                        storage=storage)
+        files["scatter"] = f"scatter_{name}.png"
+        figure_scatter(acc.hist, edges, model=name, stats=result["models"][name], url=join(out_dir, files["scatter"]),
+                       storage=storage)
+        figures[name] = files
+    figure_timeseries({n: accs[n].daily for n in stores}, url=join(out_dir, TIMESERIES_FILE), storage=storage)
+    result["figures"] = {"models": figures, "timeseries": TIMESERIES_FILE}
+    fs, path = filesystem(join(out_dir, REPORT_FILE), storage)
+    write_bytes(fs, path, report_markdown(result).encode())
+    progress(f"evaluate: wrote {REPORT_FILE} and {sum(len(f) for f in figures.values()) + 1} figures to {out_dir}")
+
+
+# --------------------------------------------------------------------------------------------
+# The report
+# --------------------------------------------------------------------------------------------
+def _f(v: Any, digits: int = 4) -> str:
+    if v is None or (isinstance(v, float) and not math.isfinite(v)):
+        return "—"
+    return f"{v:.{digits}f}" if isinstance(v, float) else str(v)
+
+
+ROW_KEYS = ("r2", "rmse_norm", "rmse", "bias", "ubrmsd", "pearson_r", "n")
+ROW_HEAD = "| R² | RMSE (norm) | RMSE (m³/m³) | bias (m³/m³) | ubRMSD (m³/m³) | R | n |"
+
+
+def _rows(title: str, first: str, data: dict[str, dict[str, Any]], inner: str, note: str = "") -> list[str]:
+    lines = [f"## {title}", "", *([note, ""] if note else []), f"| model | {first} {ROW_HEAD}",
+             "|---|---" + "|---" * len(ROW_KEYS) + "|"]
+    for model, groups in data.items():
+        for key, m in groups[inner].items():
+            lines.append(f"| {model} | {key} | " + " | ".join(_f(m.get(k)) for k in ROW_KEYS) + " |")
+    return lines + [""]
+
+
+def report_markdown(result: dict[str, Any]) -> str:
+    """The Markdown report: the side-by-side table with the paper's numbers for context, per pass,
+    latitude bands, vegetation classes, truth and ISMN tables, and the figures."""
+    models = result["models"]
+    per = result["period"]
+    d = result["definitions"]
+    lines = [f"# Soil-moisture map evaluation, {per['start']}..{per['end']} ({per['days']} days)", "",
+             f"Reference: the cube `{result['cube']}` (swvl1). Map stores: "
+             + ", ".join(f"`{m['store']}` ({n})" for n, m in models.items()) + ".", "",
+             f"R² = {d['r2']}; RMSE (norm) = {d['rmse_norm']}; bias = {d['bias']}; ubRMSD = {d['ubrmsd']}; "
+             f"anomaly R: {d['anomaly_r']}.", "",
+             "## All models side by side", "",
+             "| model | R² | RMSE (norm) | RMSE (m³/m³) | bias (m³/m³) | ubRMSD (m³/m³) | R | anomaly R | n "
+             "| days |",
+             "|---|---|---|---|---|---|---|---|---|---|"]
+    for name, m in models.items():
+        lines.append(f"| {name} | " + " | ".join(_f(m.get(k)) for k in (*ROW_KEYS[:-1], "anomaly_r", "n", "days"))
+                     + " |")
+    for name, p in result["paper"].items():
+        lines.append(f"| paper {name.upper()} (Table 2, 31 July 2011, 50,000 patches) | {_f(p['r2'])} | "
+                     f"{_f(p['rmse_norm'])} | — | — | — | — | — | — | — |")
+    lines += ["", "The paper's numbers are for context: one test day of patches, not these maps.", ""]
+    lines += _rows("Per pass (A = 13:30 ascending, D = 01:30 descending)", "pass", models, "per_pass")
+    bands = ", ".join(f"{b}: [{lo}, {hi})" for b, (lo, hi) in d["lat_bands"].items())
+    lines += _rows("By latitude band", "band", models, "lat_bands",
+                   f"Bands by pixel centre latitude, south edge inclusive: {bands}.")
+    veg = ", ".join(f"{c}: {lo if lo is not None else '−∞'} ≤ MPDI < {hi if hi is not None else '∞'} "
+                    f"({result['vegetation_pixels'][c]} pixels)" for c, (lo, hi) in d["vegetation"].items())
+    lines += _rows("By vegetation class", "class", models, "vegetation",
+                   f"Classes of the {d['vegetation_index']}: {veg}.")
+    if any("truth" in m for m in models.values()):
+        lines += ["## Against the twin's truth", "", d["truth"] + ".", "",
+                  "| model | pass | R² | RMSE (m³/m³) | bias (m³/m³) | ubRMSD (m³/m³) | R | n |",
+                  "|---|---|---|---|---|---|---|---|"]
+        for name, m in models.items():
+            for k, t in m.get("truth", {}).items():
+                lines.append(f"| {name} | {k} | " + " | ".join(_f(t.get(x)) for x in
+                                                              ("r2", "rmse", "bias", "ubrmsd", "pearson_r", "n"))
+                             + " |")
+        lines.append("")
+    if any("ismn" in m for m in models.values()):
+        lines += ["## Against ISMN stations", "", d["ismn"] + ".", "",
+                  "| model | stations | pairs | R | bias (m³/m³) | ubRMSD (m³/m³) | RMSE (m³/m³) |",
+                  "|---|---|---|---|---|---|---|"]
+        for name, m in models.items():
+            i = m.get("ismn")
+            if i:
+                lines.append(f"| {name} | {i['n_stations']} | {i['n_pairs']} | " + " | ".join(
+                    _f(i.get(x)) for x in ("pearson_r", "bias", "ubrmsd", "rmse")) + " |")
+        notes = {m["ismn"].get("note") for m in models.values() if m.get("ismn", {}).get("note")}
+        lines += [""] + [f"Note: {n}." for n in sorted(notes)] + ([""] if notes else [])
+    lines += ["## Figures", ""]
+    figs = result.get("figures", {})
+    for name, files in figs.get("models", {}).items():
+        if "maps" in files:
+            lines += [f"![{name}: prediction, reference and difference on {models[name]['map_day']}]"
+                      f"({files['maps']})", ""]
+        lines += [f"![{name}: scatter density against the reference]({files['scatter']})", ""]
+    if figs.get("timeseries"):
+        lines += [f"![daily spatial mean and RMSE]({figs['timeseries']})", ""]
+    return "\n".join(lines)

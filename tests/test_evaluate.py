@@ -1,0 +1,458 @@
+"""smray evaluate end to end on a tiny regional twin: map stores written to the smray-maps-1 schema
+(prediction = reference + known bias + noise) are scored, and every number is recomputed here with
+plain numpy from the arrays written: overall, per pass, by latitude band, by MPDI vegetation class,
+anomaly R, against the twin's truth and against ISMN stations (a station written in the real ISMN
+format at a twin cell, the real SCAN file, a real station without overlapping days, one off the
+grid). The report and its PNG figures exist and are images; bad inputs are one-line CLI errors."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import math
+import shutil
+import warnings
+import zipfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pytest
+import xarray as xr
+
+from smray import cube as cubemod, qc as qcmod
+from smray.cli import main
+from smray.config import Config, load_config, to_dict
+from smray.evaluate import LAT_BANDS, VEGETATION, run_evaluate
+
+START = dt.date(2011, 7, 1)
+DAYS = 4
+END = START + dt.timedelta(days=DAYS - 1)
+BBOX = (-130, 20, -60, 55)  # the contiguous US: the real SCAN stations lie inside
+LOWER, UPPER = 0.05, 0.45
+ANOMALY_MIN_DAYS = 3
+MANDATORY = ("r2", "rmse", "rmse_norm", "bias", "ubrmsd", "pearson_r", "n")
+SCAN_FILE = "ismn/header_values/SCAN/AAMU-jtg/SCAN_SCAN_AAMU-jtg_sm_0.050800_0.050800_Hydraprobe-Analog-(2.5-Volt)_" \
+            "20070101_20131231.stm"
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+
+pytestmark = [pytest.mark.slow, pytest.mark.ray]
+
+
+def quiet(_: str) -> None:
+    pass
+
+
+# --------------------------------------------------------------------------------------------
+# Builders: a map store in the smray-maps-1 schema, an ISMN station file in the real format
+# --------------------------------------------------------------------------------------------
+def write_map_store(url: str, cube_url: str, *, kind: str = "cnn", bias: tuple[float, float] = (0.02, -0.01),
+                    noise: float = 0.03, seed: int = 0, days: list[dt.date] | None = None,
+                    norm: tuple[float, float] | None = (LOWER, UPPER), fmt: str = "smray-maps-1",
+                    crop: int = 0, storage_options: dict | None = None) -> xr.Dataset:
+    """Per pass: the cube's swvl1 + ``bias[pass]`` + N(0, ``noise``) with 10% gaps; combined: the mean
+    of the available passes. Every variable, coordinate and attribute of the schema (docs/evaluate.md)."""
+    ds = cubemod.open_cube(cube_url).load()
+    if days is not None:
+        ds = ds.sel(time=[np.datetime64(d) for d in days])
+    if crop:
+        ds = ds.isel(lat=slice(crop, None))
+    rng = np.random.default_rng(seed)
+    ref = ds["swvl1"].values.astype(np.float64)
+    per = []
+    for b in bias:
+        v = ref + b + noise * rng.standard_normal(ref.shape)
+        v[rng.random(ref.shape) < 0.1] = np.nan
+        per.append(v.astype(np.float32))
+    both = np.isfinite(per[0]) & np.isfinite(per[1])
+    comb = np.where(both, (per[0].astype(np.float64) + per[1]) / 2, np.where(np.isfinite(per[0]), per[0], per[1]))
+    t = ((ds["time"].values - np.datetime64("1970-01-01")) // np.timedelta64(1, "D")).astype(np.int64)
+    dims = ("time", "lat", "lon")
+    sm = {"grid_mapping": "crs", "coordinates": "time lat lon", "units": "m3 m-3",
+          "standard_name": "volume_fraction_of_condensed_water_in_soil"}
+    out = xr.Dataset(
+        {"soil_moisture": (dims, comb.astype(np.float32),
+                           {**sm, "long_name": "surface soil moisture (0-7 cm), mean of the available passes",
+                            "ancillary_variables": "soil_moisture_uncertainty qc", "cell_methods": "time: mean"}),
+         "soil_moisture_asc": (dims, per[0], {**sm, "long_name": "surface soil moisture, ascending pass (13:30)"}),
+         "soil_moisture_desc": (dims, per[1], {**sm, "long_name": "surface soil moisture, descending pass (01:30)"}),
+         "soil_moisture_uncertainty": (dims, np.full(comb.shape, 0.05, np.float32),
+                                       {**sm, "coverage": 0.9, "method": "fixed (test)"}),
+         "qc": (("time", "pass", "lat", "lon"), ds["qc"].values, {**qcmod.cf_attrs(), "grid_mapping": "crs"}),
+         "land_fraction": (("lat", "lon"), ds["land_fraction"].values.astype(np.float32)),
+         "crs": ((), np.int32(0), {"grid_mapping_name": "latitude_longitude", "semi_major_axis": 6378137.0,
+                                   "inverse_flattening": 298.257223563}),
+         "time_bnds": (("time", "nv"), np.stack([t, t + 1], axis=1))},
+        coords={"time": ("time", t, {"units": "days since 1970-01-01", "calendar": "proleptic_gregorian",
+                                      "axis": "T", "bounds": "time_bnds"}),
+                "lat": ("lat", ds["lat"].values, {"standard_name": "latitude", "units": "degrees_north"}),
+                "lon": ("lon", ds["lon"].values, {"standard_name": "longitude", "units": "degrees_east"}),
+                "pass": ("pass", np.array(["A", "D"]))})
+    grid = json.loads(ds.attrs["smray_grid"])
+    if crop:
+        grid["row0"] += crop
+    out.attrs = {"Conventions": "CF-1.8", "title": f"test maps ({kind})", "smray_format": fmt,
+                 "smray_version": "0.1.0", "smray_grid": json.dumps(grid), "smray_model_kind": kind,
+                 "smray_model": f"file:///models/{kind}", "smray_model_fingerprint": "test",
+                 "smray_checkpoint_sha256": "0" * 64,
+                 "smray_norm_stats": json.dumps({"target_lower": norm[0], "target_upper": norm[1]}) if norm else "",
+                 "smray_cube": cube_url, "smray_config": json.dumps(to_dict(Config())), "smray_packages": "{}"}
+    enc = {v: {"chunks": (1, *out[v].shape[1:])} for v in ("soil_moisture", "soil_moisture_asc",
+                                                            "soil_moisture_desc", "soil_moisture_uncertainty", "qc")}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)  # zarr: the 'pass' strings have no v3 spec yet
+        warnings.simplefilter("ignore", FutureWarning)
+        out.to_zarr(url, mode="w", consolidated=False, zarr_format=3, encoding=enc, storage_options=storage_options)
+    return out
+
+
+def write_stm(path: Path, *, lat: float, lon: float, depth: tuple[float, float], hours: list[tuple[str, float, str]],
+              station: str = "TWIN-1") -> Path:
+    """An ISMN header+values file as the real ones are laid out (CR line ends, fixed-width header)."""
+    head = (f"TWINNET    TWINNET         {station:<16s}{lat:10.5f}{lon:12.5f}  100.00{depth[0]:8.4f}{depth[1]:8.4f} "
+            f"TestProbe ")
+    body = [f"{stamp}   {value:.4f} {flag} M " for stamp, value, flag in hours]
+    name = f"TWINNET_TWINNET_{station}_sm_{depth[0]:.6f}_{depth[1]:.6f}_TestProbe_20110101_20111231.stm"
+    out = path / name
+    out.write_bytes("\r".join([head, *body]).encode("latin-1"))
+    return out
+
+
+# --------------------------------------------------------------------------------------------
+# Fixtures: one twin + cube, the stores, one evaluation (module scope)
+# --------------------------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory) -> dict[str, Any]:
+    """The twin and its cube. The CLI joins the session's Ray runtime when one is up, else starts its own
+    (smray.raysupport.init_ray, which retries a slow raylet start on a busy machine)."""
+    root = tmp_path_factory.mktemp("evaluate")
+    twin = root / "twin"
+    bbox = ",".join(str(v) for v in BBOX)
+    assert main(["synth", "--out", str(twin), "--start", START.isoformat(), "--days", str(DAYS), "--res", "1.0",
+                 "--spinup-days", "3", "--seed", "3", "--bbox", bbox]) == 0
+    cfg = root / "ingest.yaml"
+    cfg.write_text(f"grid:\n  res: 1.0\n  bbox: [{bbox}]\n")
+    cube = root / "cube.zarr"
+    assert main(["ingest", "--tb", f"{twin}/amsr", "--ref", f"{twin}/era_interim", "--start", START.isoformat(),
+                 "--end", END.isoformat(), "--out", str(cube), "--config", str(cfg)]) == 0
+    return {"root": root, "twin": twin, "cube": str(cube)}
+
+
+@pytest.fixture(scope="module")
+def stores(tiny: dict[str, Any]) -> dict[str, str]:
+    root, cube = tiny["root"], tiny["cube"]
+    out = {"cnn": str(root / "cnn.zarr"), "svr": str(root / "svr.zarr"), "physical": str(root / "physical.zarr"),
+           "cnn_2": str(root / "cnn_copy.zarr")}
+    write_map_store(out["cnn"], cube, kind="cnn")
+    write_map_store(out["svr"], cube, kind="svr", bias=(0.0, 0.03), noise=0.05, seed=1)
+    write_map_store(out["physical"], cube, kind="physical", bias=(-0.03, -0.02), noise=0.06, seed=2, norm=None,
+                    days=[START + dt.timedelta(days=k) for k in range(1, DAYS)])
+    shutil.copytree(out["cnn"], out["cnn_2"])
+    return out
+
+
+def _finite_cell(p: np.ndarray) -> tuple[int, int]:
+    """A cell (row, col) whose combined prediction is finite on every day."""
+    ok = np.isfinite(p).all(axis=0)
+    rows, cols = np.nonzero(ok)
+    k = len(rows) // 2
+    return int(rows[k]), int(cols[k])
+
+
+@pytest.fixture(scope="module")
+def ismn_dir(tiny: dict[str, Any], stores: dict[str, str], real_data: Path) -> dict[str, Any]:
+    """A station in the real ISMN layout at a twin cell (plus a deeper sensor and a flagged hour that
+    must be left out), the real SCAN AAMU-jtg file and a real MAQU station (off this grid)."""
+    d = tiny["root"] / "ismn"
+    d.mkdir()
+    maps = xr.open_zarr(stores["cnn"], consolidated=False)
+    p = maps["soil_moisture"].values
+    row, col = _finite_cell(p)
+    lat, lon = float(maps["lat"][row]), float(maps["lon"][col])
+    values = {START - dt.timedelta(days=1): 0.40, START: 0.21, START + dt.timedelta(days=1): 0.25,
+              START + dt.timedelta(days=2): 0.18, START + dt.timedelta(days=3): 0.30}
+    hours = []
+    for day, v in values.items():
+        for h, off in ((0, -0.02), (6, 0.0), (12, 0.02), (18, 0.0)):
+            hours.append((f"{day:%Y/%m/%d} {h:02d}:00", v + off, "G"))
+        hours.append((f"{day:%Y/%m/%d} 21:00", 0.95, "D02"))  # flagged: not counted
+    write_stm(d, lat=lat + 0.3, lon=lon - 0.2, depth=(0.0, 0.05), hours=hours)
+    write_stm(d, lat=lat + 0.3, lon=lon - 0.2, depth=(0.10, 0.10), station="TWIN-1",
+              hours=[(f"{day:%Y/%m/%d} 12:00", 0.9, "G") for day in values])  # too deep: not surface
+    shutil.copy(real_data / SCAN_FILE, d / Path(SCAN_FILE).name)
+    with zipfile.ZipFile(real_data / "ismn" / "Data_header_values.zip") as zf:
+        member = next(m for m in zf.namelist() if "CST-01" in m and m.endswith(".stm"))
+        (d / Path(member).name).write_bytes(zf.read(member))
+    return {"dir": str(d), "row": row, "col": col, "values": values}
+
+
+@pytest.fixture(scope="module")
+def evaluated(tiny: dict[str, Any], stores: dict[str, str], ismn_dir: dict[str, Any]) -> dict[str, Any]:
+    cfg = load_config(None, {"evaluate": {"anomaly_min_days": ANOMALY_MIN_DAYS}})
+    out = tiny["root"] / "report"
+    maps = [stores[k] for k in ("cnn", "svr", "physical", "cnn_2")]
+    result = run_evaluate(cfg, maps, tiny["cube"], str(out), truth_url=str(tiny["twin"]), ismn=ismn_dir["dir"],
+                          progress=quiet)
+    return {"result": result, "out": out, "json": json.loads((out / "metrics.json").read_text())}
+
+
+# --------------------------------------------------------------------------------------------
+# Plain-numpy expectations
+# --------------------------------------------------------------------------------------------
+def expected(p: np.ndarray, r: np.ndarray, span: float | None = None) -> dict[str, float]:
+    ok = np.isfinite(p) & np.isfinite(r)
+    p, r = p[ok].astype(np.float64), r[ok].astype(np.float64)
+    e = p - r
+    rmse = float(np.sqrt(np.mean(e ** 2)))
+    bias = float(e.mean())
+    return {"n": int(ok.sum()), "rmse": rmse, "bias": bias, "ubrmsd": float(np.sqrt(rmse ** 2 - bias ** 2)),
+            "r2": float(1 - np.sum(e ** 2) / np.sum((r - r.mean()) ** 2)),
+            "pearson_r": float(np.corrcoef(p, r)[0, 1]), "rmse_norm": rmse / span if span else math.nan}
+
+
+def expected_anomaly_r(p: np.ndarray, r: np.ndarray, min_days: int) -> float:
+    ok = np.isfinite(p) & np.isfinite(r)
+    count = ok.sum(axis=0)
+    use = ok & (count >= min_days)[None]
+    pm = np.where(use, p, 0).sum(axis=0) / np.maximum(count, 1)
+    rm = np.where(use, r, 0).sum(axis=0) / np.maximum(count, 1)
+    ap, ar = (p - pm[None])[use], (r - rm[None])[use]
+    return float(np.corrcoef(ap, ar)[0, 1])
+
+
+def arrays(store: str, cube_url: str) -> dict[str, np.ndarray]:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)  # zarr: the _smray records folder is not a Zarr node
+        maps = xr.open_zarr(store, consolidated=False)
+    ref = cubemod.open_cube(cube_url)["swvl1"].sel(time=maps["time"].values).values
+    return {"p": maps["soil_moisture"].values, "A": maps["soil_moisture_asc"].values,
+            "D": maps["soil_moisture_desc"].values, "r": ref, "lat": maps["lat"].values, "time": maps["time"].values}
+
+
+def close(got: dict[str, Any], want: dict[str, float], keys: tuple[str, ...] = MANDATORY) -> None:
+    for k in keys:
+        w, g = want[k], got[k]
+        if isinstance(w, float) and math.isnan(w):
+            assert g is None or math.isnan(g), k
+        else:
+            assert g == pytest.approx(w, rel=1e-6, abs=1e-9), k
+
+
+# --------------------------------------------------------------------------------------------
+# Tests
+# --------------------------------------------------------------------------------------------
+def test_metrics_equal_numpy_for_every_model(evaluated: dict[str, Any], stores: dict[str, str],
+                                             tiny: dict[str, Any]) -> None:
+    models = evaluated["json"]["models"]
+    assert list(models) == ["cnn", "svr", "physical", "cnn_2"]
+    for name, url in stores.items():
+        a = arrays(url, tiny["cube"])
+        span = None if name == "physical" else UPPER - LOWER
+        close(models[name], expected(a["p"], a["r"], span))
+        assert models[name]["anomaly_r"] == pytest.approx(expected_anomaly_r(a["p"], a["r"], ANOMALY_MIN_DAYS),
+                                                          rel=1e-6)
+        assert models[name]["days"] == len(a["time"])
+    assert models["physical"]["rmse_norm"] is None and models["physical"]["norm_source"] is None
+    assert models["cnn"]["norm_source"] == "store"
+    assert models["cnn"]["rmse"] < models["svr"]["rmse"]  # the noisier maps score worse
+    assert {k: v for k, v in models["cnn_2"].items() if k != "store"} == \
+           {k: v for k, v in models["cnn"].items() if k != "store"}
+    assert evaluated["json"]["period"] == {"start": START.isoformat(), "end": END.isoformat(), "days": DAYS}
+
+
+def test_per_pass_and_lat_bands_match_numpy_on_the_subset(evaluated: dict[str, Any], stores: dict[str, str],
+                                                          tiny: dict[str, Any]) -> None:
+    m = evaluated["json"]["models"]["svr"]
+    a = arrays(stores["svr"], tiny["cube"])
+    for p in ("A", "D"):
+        close(m["per_pass"][p], expected(a[p], a["r"], UPPER - LOWER))
+    assert m["per_pass"]["D"]["bias"] == pytest.approx(0.03, abs=0.005)  # the bias written into pass D
+    lat = a["lat"][None, :, None]
+    nonempty = 0
+    for name, south, north in LAT_BANDS:
+        inband = np.broadcast_to((lat >= south) & (lat < north), a["p"].shape)
+        sub = np.where(inband, a["p"], np.nan)
+        got = m["lat_bands"][name]
+        if not np.isfinite(sub).any():
+            assert got["n"] == 0 and got["r2"] is None
+            continue
+        nonempty += 1
+        close(got, expected(sub, a["r"], UPPER - LOWER))
+    assert nonempty == 2  # 20-55N spans the 0-30N and 30N-60N bands
+
+
+def test_vegetation_classes_from_the_cube_mpdi(evaluated: dict[str, Any], stores: dict[str, str],
+                                               tiny: dict[str, Any]) -> None:
+    cube = cubemod.open_cube(tiny["cube"])
+    tb = cube["tb"].values.astype(np.float64)  # (time, pass, channel, lat, lon)
+    ch = [str(c) for c in cube["channel"].values]
+    v, h = tb[:, :, ch.index("10V")], tb[:, :, ch.index("10H")]
+    with np.errstate(invalid="ignore"), warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN cells
+        med = np.nanmedian(((v - h) / (v + h)).reshape(-1, *v.shape[2:]), axis=0)
+    a = arrays(stores["cnn"], tiny["cube"])
+    m = evaluated["json"]["models"]["cnn"]["vegetation"]
+    counts = {}
+    for name, lo, hi in VEGETATION:
+        cls = np.isfinite(med) & (med >= lo) & (med < hi)
+        sub = np.where(cls[None], a["p"], np.nan)
+        counts[name] = int((np.isfinite(sub) & np.isfinite(a["r"])).sum())
+        assert m[name]["n"] == counts[name]
+        if counts[name] > 1:
+            close(m[name], expected(sub, a["r"], UPPER - LOWER))
+    total = evaluated["json"]["models"]["cnn"]["n"]
+    assert sum(counts.values()) == total
+    assert sum(1 for n in counts.values() if n > 0.05 * total) >= 3, counts  # the thresholds split the twin
+
+
+def test_truth_per_pass_and_combined(evaluated: dict[str, Any], stores: dict[str, str], tiny: dict[str, Any]) -> None:
+    a = arrays(stores["cnn"], tiny["cube"])
+    truth = []
+    for t in a["time"]:
+        day = dt.date.fromisoformat(str(t)[:10])
+        ds = xr.open_dataset(tiny["twin"] / f"truth/{day:%Y/%m}/smray_twin_truth_{day:%Y%m%d}.nc")
+        truth.append(ds["sm_true"].sel(lat=a["lat"], lon=cubemod.open_cube(tiny["cube"])["lon"].values,
+                                       method="nearest").transpose("pass", "lat", "lon").values)
+    sm = np.stack(truth)  # (time, pass, lat, lon)
+    got = evaluated["json"]["models"]["cnn"]["truth"]
+    keys = ("r2", "rmse", "bias", "ubrmsd", "pearson_r", "n")
+    close(got["A"], expected(a["A"], sm[:, 0]), keys)
+    close(got["D"], expected(a["D"], sm[:, 1]), keys)
+    close(got["combined"], expected(a["p"], sm.mean(axis=1)), keys)
+
+
+def test_ismn_pairs_a_twin_station_and_the_real_scan_file(evaluated: dict[str, Any], stores: dict[str, str],
+                                                          tiny: dict[str, Any], ismn_dir: dict[str, Any],
+                                                          real_data: Path) -> None:
+    from smray.formats.ismn import daily_means, read_ismn_stm
+
+    a = arrays(stores["cnn"], tiny["cube"])
+    days = [dt.date.fromisoformat(str(t)[:10]) for t in a["time"]]
+    obs, pred = [], []
+    for k, day in enumerate(days):  # the twin station: the written daily values, the flagged hour left out
+        obs.append(ismn_dir["values"][day])
+        pred.append(a["p"][k, ismn_dir["row"], ismn_dir["col"]])
+    meta, data = read_ismn_stm(real_data / SCAN_FILE)
+    lon = cubemod.open_cube(tiny["cube"])["lon"].values
+    r, c = int(np.abs(a["lat"] - meta["lat"]).argmin()), int(np.abs(lon - meta["lon"]).argmin())
+    dm = daily_means(data)
+    scan_pairs = 0
+    for k, day in enumerate(days):
+        ts = pd.Timestamp(day)
+        if ts in dm.index and np.isfinite(a["p"][k, r, c]):
+            obs.append(float(dm.loc[ts, "soil_moisture"]))
+            pred.append(a["p"][k, r, c])
+            scan_pairs += 1
+    assert scan_pairs >= 1  # the real station's record covers July 2011
+    got = evaluated["json"]["models"]["cnn"]["ismn"]
+    want = expected(np.array(pred), np.array(obs))
+    assert got["n_pairs"] == want["n"] == DAYS + scan_pairs
+    close(got, want, ("pearson_r", "bias", "ubrmsd", "rmse"))
+    assert got["n_stations"] == 2 and got["n_stations_read"] == 3 and got["n_stations_on_grid"] == 2
+    twin = next(s for s in got["stations"] if s["station"] == "TWIN-1")
+    assert (twin["row"], twin["col"], twin["n_pairs"]) == (ismn_dir["row"], ismn_dir["col"], DAYS)
+
+
+def test_real_station_without_overlap_is_reported_cleanly(tiny: dict[str, Any], stores: dict[str, str],
+                                                          real_data: Path, tmp_path: Path, s3_bucket: str) -> None:
+    """A real SOILSCAPE station (2012-2013, on this grid) has no day in July 2011: zero pairs, a note,
+    and the report goes to the local S3."""
+    import s3fs
+
+    from smray.storage import s3_options
+
+    with zipfile.ZipFile(real_data / "ismn" / "Data_header_values.zip") as zf:
+        member = next(m for m in zf.namelist() if "node414" in m and m.endswith(".stm"))
+        station = tmp_path / Path(member).name
+        station.write_bytes(zf.read(member))
+    out = f"{s3_bucket}/report"
+    assert main(["evaluate", "--maps", stores["cnn"], "--cube", tiny["cube"], "--ismn", str(station), "--out", out,
+                 "--day", "2011-07-02"]) == 0
+    fs = s3fs.S3FileSystem(**s3_options())
+    got = json.loads(fs.cat_file(f"{out}/metrics.json"))["models"]["cnn"]
+    assert got["ismn"]["n_pairs"] == 0 and got["ismn"]["n_stations"] == 0
+    assert got["ismn"]["n_stations_on_grid"] == 1 and "no station day overlaps" in got["ismn"]["note"]
+    assert got["ismn"]["pearson_r"] is None
+    assert got["map_day"] == "2011-07-02"
+    assert fs.cat_file(f"{out}/maps_cnn.png").startswith(PNG_SIGNATURE)
+    assert "Against ISMN stations" in fs.cat_file(f"{out}/report.md").decode()
+
+
+def test_metrics_json_has_the_mandatory_keys_and_the_report_its_figures(evaluated: dict[str, Any]) -> None:
+    import matplotlib.image as mpimg
+
+    data, out = evaluated["json"], evaluated["out"]
+    for name, m in data["models"].items():
+        assert all(k in m for k in MANDATORY), name
+        assert set(m["per_pass"]) == {"A", "D"} and set(m["lat_bands"]) == {b for b, _, _ in LAT_BANDS}
+        assert set(m["vegetation"]) == {c for c, _, _ in VEGETATION}
+        assert "truth" in m and "ismn" in m
+    assert data["cube"] and data["maps"] and data["period"]
+    report = (out / "report.md").read_text()
+    assert "| cnn |" in report and "0.6512" in report and "0.1817" in report and "By vegetation class" in report
+    files = [f for figs in data["figures"]["models"].values() for f in figs.values()] + [data["figures"]["timeseries"]]
+    assert len(files) == 4 * 2 + 1
+    for name in files:
+        assert f"]({name})" in report
+        raw = (out / name).read_bytes()
+        assert raw.startswith(PNG_SIGNATURE) and len(raw) > 10_000, name
+        img = mpimg.imread(out / name)
+        assert img.ndim == 3 and img.shape[0] > 200 and img.shape[1] > 200
+        assert float(img[..., :3].std()) > 0.05, name  # not a blank canvas
+
+
+@pytest.mark.parametrize("case, expected", [
+    ("not_maps", "not a smray map store"),
+    ("other_grid", "differs from the cube's"),
+    ("no_overlap", "no day of the map store"),
+    ("missing_day", "--day: 2011-07-01 is not a scored day of the map store"),
+    ("end_before_start", "end: 2011-07-01 is before evaluate.start 2011-07-03"),
+    ("no_truth", "twin truth file not found"),
+    ("missing_store", "no Zarr store here"),
+])
+def test_bad_inputs_are_one_line_cli_errors(case: str, expected: str, tiny: dict[str, Any], stores: dict[str, str],
+                                            tmp_path: Path, capsys) -> None:
+    base = ["evaluate", "--cube", tiny["cube"], "--out", str(tmp_path / "out")]
+    maps = ["--maps", stores["cnn"]]
+    if case == "not_maps":
+        argv = base + ["--maps", tiny["cube"]]
+    elif case == "other_grid":
+        other = str(tmp_path / "other.zarr")
+        write_map_store(other, tiny["cube"], crop=5)
+        argv = base + maps + ["--maps", other]
+    elif case == "no_overlap":
+        argv = base + ["--maps", stores["physical"], "--start", "2011-07-01", "--end", "2011-07-01"]
+    elif case == "missing_day":
+        argv = base + maps + ["--maps", stores["physical"], "--day", "2011-07-01"]
+    elif case == "end_before_start":
+        argv = base + maps + ["--start", "2011-07-03", "--end", "2011-07-01"]
+    elif case == "no_truth":
+        argv = base + maps + ["--truth", str(tmp_path)]
+    else:
+        argv = base + ["--maps", str(tmp_path / "absent.zarr")]
+    capsys.readouterr()
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("smray: error: ") and err.count("\n") == 1, err
+    assert expected in err, err
+    assert not (tmp_path / "out" / "metrics.json").exists()
+
+
+def test_a_store_written_by_smray_predict(tiny: dict[str, Any], tmp_path: Path) -> None:
+    """The physical retrieval predicted into a real map store (engine 'local', no Ray) scores like numpy;
+    it has no normalisation of its own and the cube none stored, so rmse_norm is null."""
+    from smray.predict import run_predict
+
+    cfg = load_config(None, {"evaluate": {"anomaly_min_days": ANOMALY_MIN_DAYS}})
+    maps = str(tmp_path / "physical.zarr")
+    run_predict(cfg, tiny["cube"], "physical", maps, twin_url=str(tiny["twin"]), engine="local", progress=quiet)
+    result = run_evaluate(cfg, [maps], tiny["cube"], str(tmp_path / "report"), truth_url=str(tiny["twin"]),
+                          progress=quiet)
+    got = json.loads((tmp_path / "report" / "metrics.json").read_text())["models"]["physical"]
+    a = arrays(maps, tiny["cube"])
+    assert np.isfinite(a["p"]).sum() > 1000
+    close(got, expected(a["p"], a["r"]))
+    assert got["anomaly_r"] == pytest.approx(expected_anomaly_r(a["p"], a["r"], ANOMALY_MIN_DAYS), rel=1e-6)
+    assert got["rmse_norm"] is None and result["models"]["physical"]["kind"] == "physical"
+    assert got["truth"]["combined"]["n"] > 1000
