@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import functools
 import json
 import os
 import sys
@@ -94,33 +95,35 @@ def _environment(values: dict[str, str]) -> Iterator[None]:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    """The embedded default: a local S3 endpoint, a local Ray runtime, the twin."""
+    """The embedded default: a local S3 endpoint, one local Ray runtime, the whole chain on the twin
+    (twin → ingest → train → predict → evaluate, smray.reprocess); finished stages are skipped."""
     from smray.config import load_config
-    from smray.raysupport import init_ray, shutdown_ray
-    from smray.ingest import run_ingest
+    from smray.reprocess import run_reprocess
     from smray.s3server import LocalS3
-    from smray.synth.twin import generate_twin
 
     cfg = load_config(args.config or DEMO_CONFIG)
     data_dir = Path(args.data).resolve()
     print(f"demo: starting the local S3 endpoint (objects persist in {data_dir})")
     with LocalS3(port=args.port, data_dir=data_dir) as s3, _environment(s3.env()):
         print(f"demo: S3 endpoint {s3.endpoint_url}")
-        started = init_ray(cfg.ray)
-        try:
-            summary = generate_twin(cfg)
-            _report_twin(summary)
-            if cfg.ingest.out:
-                run_ingest(cfg)
-        finally:
-            shutdown_ray(started)
+        summary = run_reprocess(cfg, progress=functools.partial(print, flush=True))
         print(f"demo: saving the bucket contents to {data_dir} ...")
-    where = [("twin", cfg.synth.out)] + ([("cube", cfg.ingest.out)] if cfg.ingest.out else [])
+    plan = summary.plan
+
+    def on_disk(url: str) -> str:
+        return f"{data_dir}/{url.split('://', 1)[-1]}" if url.startswith("s3://") else url
+
+    where = [("twin", plan.twin), ("cube", plan.cube)] + [(f"model {k}", u) for k, u in plan.model_dirs.items()]
+    where += [(f"maps {k}", u) for k, u in plan.maps.items()]
+    where += [("report", plan.report)] if "evaluate" in plan.stages else []
     print("demo: done. Outputs on the local S3 endpoint, saved on disk:")
     for name, url in where:
-        print(f"  {name:5s} {url}  ->  {data_dir}/{url.split('://', 1)[-1]}")
+        if url:
+            print(f"  {name:14s} {url}  ->  {on_disk(url)}")
+    if "evaluate" in plan.stages:
+        print(f"demo: the report (CNN vs SVR vs physical, maps): {on_disk(plan.report)}/report.md")
     print(f"Browse them with `.venv/bin/smray s3 serve --data {args.data}` and any S3 client at the printed "
-          f"endpoint, or open the cube with xarray.open_zarr(path, consolidated=True).")
+          f"endpoint, or open a store with xarray.open_zarr(path, consolidated=True).")
     return 0
 
 
@@ -158,7 +161,54 @@ def cmd_experiment_paper(args: argparse.Namespace) -> int:
     run_paper_experiment(cfg, args.cube, args.twin, args.out, train_start=args.train_start,
                          train_end=args.train_end, test_day=args.test_day,
                          test_patches=args.test_patches if args.test_patches is not None else PAPER_TEST_PATCHES,
-                         models=models, physical_method=args.physical)
+                         models=models, physical_method=args.physical, test_region=args.test_region)
+    return 0
+
+
+def cmd_predict(args: argparse.Namespace) -> int:
+    from smray.config import load_config
+    from smray.predict import run_predict
+
+    predict = {k: getattr(args, k) for k in ("cube", "model", "out", "start", "end") if getattr(args, k) is not None}
+    if args.new_store:
+        predict["new_store"] = True
+    cfg = load_config(args.config, {"predict": predict})
+    pc = cfg.predict
+    missing = [f"--{k}" for k in ("cube", "model", "out") if getattr(pc, k) is None]
+    if missing:
+        raise SmrayError(f"predict: {', '.join(missing)} required (or predict.{missing[0][2:]} in --config)")
+    run_predict(cfg, pc.cube, pc.model, pc.out, pc.start, pc.end, twin_url=args.twin)
+    return 0
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    from smray.config import load_config
+    from smray.evaluate import run_evaluate
+
+    evaluate = {k: getattr(args, k) for k in ("cube", "truth", "ismn", "out", "start", "end") if getattr(args, k)
+                is not None}
+    if args.maps:
+        evaluate["maps"] = list(args.maps)
+    if args.day is not None:
+        evaluate["map_day"] = args.day
+    cfg = load_config(args.config, {"evaluate": evaluate})
+    ec = cfg.evaluate
+    missing = [f"--{k}" for k in ("maps", "cube", "out") if not getattr(ec, k)]
+    if missing:
+        raise SmrayError(f"evaluate: {', '.join(missing)} required (or evaluate.{missing[0][2:]} in --config)")
+    run_evaluate(cfg, ec.maps, ec.cube, ec.out, truth_url=ec.truth, ismn=ec.ismn, start=ec.start, end=ec.end,
+                 map_day=ec.map_day)
+    return 0
+
+
+def cmd_plot(args: argparse.Namespace) -> int:
+    from smray.config import load_config
+    from smray.plot import plot_map
+    from smray.storage import resolve_storage
+
+    cfg = load_config(args.config)
+    out = plot_map(args.store, args.date, args.out, var=args.var, storage=resolve_storage(cfg.storage))
+    print(f"plot: wrote {out}")
     return 0
 
 
@@ -210,9 +260,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("demo", help="run the main job on the embedded default (local S3, local Ray)",
                        description="Start a local S3 endpoint and a local Ray runtime, and run the main job on "
-                                   "the embedded default config (smray/configs/demo.yaml): generate the twin "
-                                   "into s3://smray-demo/twin and ingest it into the cube s3://smray-demo/cube.zarr. "
-                                   "Objects persist under --data.")
+                                   "the embedded default config (smray/configs/demo.yaml): the whole chain of "
+                                   "pipelines/reprocess.py on the twin -- generate the twin into "
+                                   "s3://smray-demo/twin, ingest it into the cube s3://smray-demo/cube.zarr, train "
+                                   "the CNN and the SVR, predict maps with them and the physical retrieval, and "
+                                   "write the evaluation report to s3://smray-demo/report. Finished stages are "
+                                   "skipped on a re-run. Objects persist under --data.")
     p.add_argument("--config", help="YAML config to use instead of the embedded default")
     p.add_argument("--data", default=DEFAULT_DEMO_DATA, help=f"S3 persistence directory (default {DEFAULT_DEMO_DATA})")
     p.add_argument("--port", type=int, default=0, help="S3 endpoint port (default: a free port)")
@@ -267,8 +320,57 @@ def build_parser() -> argparse.ArgumentParser:
     pe.add_argument("--train-end", dest="train_end", default="2011-07-30", help="last training day (2011-07-30)")
     pe.add_argument("--test-day", dest="test_day", default="2011-07-31", help="test day (2011-07-31)")
     pe.add_argument("--physical", choices=("lprm", "sca"), default="lprm", help="physical method (default lprm)")
+    pe.add_argument("--test-region", dest="test_region", choices=("all", "blocks"), default="all",
+                    help="score every valid test centre (all, the paper's) or only those inside the blocked "
+                         "split's validation blocks (blocks: writes OUT/paper_experiment_blocks.*)")
     pe.add_argument("--config", help="YAML config (patches, model, train, normalise, qc, storage, ray sections)")
     pe.set_defaults(func=cmd_experiment_paper)
+
+    p = sub.add_parser("predict", help="predict daily soil-moisture maps with a trained model into a map store",
+                       description="Predict a global map per day (per pass and combined, with a calibrated 90% "
+                                   "uncertainty) from the cube with a trained model (a training run directory) or the "
+                                   "physical retrieval ('physical', needs --twin), on a Ray Data actor pool, into a "
+                                   "CF-1.8 Zarr map store. A re-run skips finished days; a later --end appends.")
+    p.add_argument("--cube", help="cube URL (Zarr) written by smray ingest (or predict.cube)")
+    p.add_argument("--model", help="training run directory (model.pt or svr.npz), or 'physical' (or predict.model)")
+    p.add_argument("--start", help="first day YYYY-MM-DD (default: the cube's first day)")
+    p.add_argument("--end", help="last day YYYY-MM-DD, inclusive (default: the cube's last day)")
+    p.add_argument("--out", help="map store URL (Zarr) (or predict.out)")
+    p.add_argument("--twin", help="twin archive root (ancillary data of the physical retrieval)")
+    p.add_argument("--new-store", dest="new_store", action="store_true",
+                   help="replace an existing store written by another model or with other settings")
+    p.add_argument("--config", help="YAML config (predict, qc, storage, ray sections)")
+    p.set_defaults(func=cmd_predict)
+
+    p = sub.add_parser("evaluate", help="score map stores against the cube (and truth, ISMN): metrics.json + report",
+                       description="Score every map store (one per model: cnn, svr, pixel, physical) against the "
+                                   "cube's reference swvl1 side by side: R², RMSE (normalised and m³/m³), bias, "
+                                   "ubRMSD, Pearson and anomaly R, per pass, by latitude band and by MPDI vegetation "
+                                   "class; against the twin's truth with --truth and ISMN stations with --ismn. "
+                                   "Writes OUT/metrics.json, OUT/report.md and PNG figures beside it.")
+    p.add_argument("--maps", action="append", metavar="URL",
+                   help="map store URL (Zarr); repeat for several models (or evaluate.maps)")
+    p.add_argument("--cube", help="cube URL (Zarr) with the reference (or evaluate.cube)")
+    p.add_argument("--truth", help="twin archive root (its truth/ files), optional")
+    p.add_argument("--ismn", help="ISMN .stm file, header+values zip or directory of them, optional")
+    p.add_argument("--out", help="report directory, path or URL (or evaluate.out)")
+    p.add_argument("--start", help="first scored day YYYY-MM-DD (default: the maps' first day)")
+    p.add_argument("--end", help="last scored day YYYY-MM-DD, inclusive (default: the maps' last day)")
+    p.add_argument("--day", help="day of the map figures YYYY-MM-DD (default: each model's last scored day)")
+    p.add_argument("--config", help="YAML config (evaluate, storage sections)")
+    p.set_defaults(func=cmd_evaluate)
+
+    p = sub.add_parser("plot", help="quick-look map of one variable of a cube or map store on one day",
+                       description="Draw one day of a cube (default variable swvl1) or map store (default "
+                                   "soil_moisture) as a PNG with a colorbar, zoomed to the cells with data. "
+                                   "Variables with a pass or channel axis take their values after colons: "
+                                   "tb:A:06H, qc:D, soil_moisture_asc.")
+    p.add_argument("store", metavar="STORE", help="cube or map store URL (Zarr)")
+    p.add_argument("--date", required=True, help="day YYYY-MM-DD")
+    p.add_argument("--var", help="variable, NAME or NAME:PASS[:CHANNEL] (default swvl1 / soil_moisture)")
+    p.add_argument("--out", required=True, help="PNG path or URL")
+    p.add_argument("--config", help="YAML config (storage settings)")
+    p.set_defaults(func=cmd_plot)
 
     p = sub.add_parser("inspect", help="describe a product file (local path or URL)",
                        description="Detect the product of a file (JAXA L3 TB, AE_Land3, ERA GRIB/netCDF, CCI, "

@@ -255,6 +255,7 @@ class PredictConfig:
     use_gpu: bool | None = None  #: None: GPU actors when the cluster has GPUs
     band_rows: int = 64  #: output rows per fully convolutional band (bounds memory)
     coverage: float = 0.9  #: nominal coverage of the uncertainty interval written with the maps
+    calibration_days: int = 10  #: training days (spread over the period) whose validation cells calibrate it
     new_store: bool = False  #: start a new store at ``out`` even if one from another model/config is there
 
     def __post_init__(self) -> None:
@@ -266,6 +267,8 @@ class PredictConfig:
             raise SmrayError(f"predict.band_rows: must be >= 1, got {self.band_rows}")
         if not 0.0 < self.coverage < 1.0:
             raise SmrayError(f"predict.coverage: must be in (0, 1), got {self.coverage}")
+        if self.calibration_days < 1:
+            raise SmrayError(f"predict.calibration_days: must be >= 1, got {self.calibration_days}")
         if self.start and self.end and self.end < self.start:
             raise SmrayError(f"predict.end: {self.end} is before predict.start {self.start}")
 
@@ -282,6 +285,74 @@ class EvaluateConfig:
     start: dt.date | None = None  #: first day scored (None: the maps' first day)
     end: dt.date | None = None  #: last day scored (None: the maps' last day)
     map_day: dt.date | None = None  #: day of the map figures (None: the last scored day)
+    anomaly_min_days: int = 10  #: anomaly R: a pixel counts only with at least this many scored days
+    vegetation_days: int = 32  #: MPDI vegetation classes: median over at most this many days (evenly spread)
+
+    def __post_init__(self) -> None:
+        if self.anomaly_min_days < 2:
+            raise SmrayError(f"evaluate.anomaly_min_days: must be >= 2, got {self.anomaly_min_days}")
+        if self.vegetation_days < 1:
+            raise SmrayError(f"evaluate.vegetation_days: must be >= 1, got {self.vegetation_days}")
+        if self.start and self.end and self.end < self.start:
+            raise SmrayError(f"evaluate.end: {self.end} is before evaluate.start {self.start}")
+
+
+#: the stages of ``pipelines/reprocess.py`` in the order they run
+REPROCESS_STAGES = ("twin", "ingest", "train", "predict", "evaluate")
+#: the models the reprocessing job can train / predict with ("physical" needs no training)
+REPROCESS_MODELS = ("cnn", "pixel", "svr", "physical")
+
+
+@dataclass(frozen=True)
+class ReprocessDays:
+    """Days of maps per model, counted from ``reprocess.predict_start`` (None: the whole predict
+    range). Slow models (the SVR: scikit-learn over every land pixel) can be limited to the test day."""
+
+    cnn: int | None = None  #: days of CNN maps
+    pixel: int | None = None  #: days of pixel-MLP maps
+    svr: int | None = None  #: days of SVR maps
+    physical: int | None = None  #: days of physical (LPRM) maps
+
+    def __post_init__(self) -> None:
+        for name in REPROCESS_MODELS:
+            value = getattr(self, name)
+            if value is not None and value < 1:
+                raise SmrayError(f"reprocess.predict_days.{name}: must be >= 1, got {value}")
+
+
+@dataclass(frozen=True)
+class ReprocessConfig:
+    """The whole chain as one Ray job (``pipelines/reprocess.py``, smray.reprocess; docs/reprocess.md).
+
+    Layout under ``root``: ``twin/`` (the twin stage), ``cube.zarr`` (unless ``ingest.out``),
+    ``models/<kind>/``, ``maps/<kind>.zarr``, ``report/``."""
+
+    stages: tuple[str, ...] = ("ingest", "train", "predict", "evaluate")  #: of twin, ingest, train, predict, evaluate
+    models: tuple[str, ...] = ("cnn",)  #: cnn, pixel, svr, physical: each trainable one trained, one map store each
+    root: str | None = None  #: output root URL (models, maps, report; the cube and twin unless set elsewhere)
+    twin: str | None = None  #: twin archive root for the twin stage (None: <root>/twin)
+    train_start: dt.date | None = None  #: first training day (None: the first ingested day)
+    train_end: dt.date | None = None  #: last training day, inclusive (required for train/predict)
+    predict_start: dt.date | None = None  #: first day of maps (None: the day after train_end)
+    predict_end: dt.date | None = None  #: last day of maps, inclusive (None: the last ingested day)
+    predict_days: ReprocessDays = field(default_factory=ReprocessDays)  #: per-model limit on days of maps
+
+    def __post_init__(self) -> None:
+        for name in self.stages:
+            if name not in REPROCESS_STAGES:
+                raise SmrayError(f"reprocess.stages: unknown stage {name!r} (known: {', '.join(REPROCESS_STAGES)})")
+        for name in self.models:
+            if name not in REPROCESS_MODELS:
+                raise SmrayError(f"reprocess.models: unknown model {name!r} (known: {', '.join(REPROCESS_MODELS)})")
+        for what, values in (("stages", self.stages), ("models", self.models)):
+            if len(set(values)) != len(values):
+                raise SmrayError(f"reprocess.{what}: listed twice: {', '.join(values)}")
+        if self.train_start and self.train_end and self.train_end < self.train_start:
+            raise SmrayError(f"reprocess.train_end: {self.train_end} is before reprocess.train_start "
+                             f"{self.train_start}")
+        if self.predict_start and self.predict_end and self.predict_end < self.predict_start:
+            raise SmrayError(f"reprocess.predict_end: {self.predict_end} is before reprocess.predict_start "
+                             f"{self.predict_start}")
 
 
 @dataclass(frozen=True)
@@ -300,6 +371,7 @@ class Config:
     ray: RayConfig = field(default_factory=RayConfig)
     predict: PredictConfig = field(default_factory=PredictConfig)
     evaluate: EvaluateConfig = field(default_factory=EvaluateConfig)
+    reprocess: ReprocessConfig = field(default_factory=ReprocessConfig)
 
 
 # --------------------------------------------------------------------------------------------
