@@ -303,19 +303,26 @@ class Census:
         return not self.pending and not self.missing_chunks
 
 
-def census(url: str, storage: StorageConfig | None = None) -> Census:
-    """Check every day of the time axis: recorded (ok/skipped) or pending, and for ok days that the
-    TB, QC and reference chunks exist in the store."""
-    cube = info(url, storage)
-    recs = day_records(url, storage)
+def time_chunks_present(url: str, storage: StorageConfig | None, names: tuple[str, ...]) -> dict[str, set[str]]:
+    """For each variable in ``names``, the time indices (as strings) whose first chunk key exists:
+    what a census compares with the completion records (one listing per variable, never cached)."""
     fs, path = filesystem(url, storage)
     present: dict[str, set[str]] = {}
-    for name in TIME_VARS:
+    for name in names:
         base = join(path, name, "c")
         try:
             present[name] = {p.rstrip("/").rsplit("/", 1)[-1] for p in fs.ls(base, detail=False, refresh=True)}
         except FileNotFoundError:
             present[name] = set()
+    return present
+
+
+def census(url: str, storage: StorageConfig | None = None) -> Census:
+    """Check every day of the time axis: recorded (ok/skipped) or pending, and for ok days that the
+    TB, QC and reference chunks exist in the store."""
+    cube = info(url, storage)
+    recs = day_records(url, storage)
+    present = time_chunks_present(url, storage, TIME_VARS)
     ok, skipped, pending, missing = [], [], [], []
     for i, d in enumerate(cube.dates):
         rec = recs.get(d)

@@ -35,7 +35,7 @@ from smray import __version__
 from smray import qc as qcmod
 from smray.config import StorageConfig
 from smray.cube import (EPOCH, PASSES, RECORDS, _UNSTABLE_DTYPE, _store, date_of, day_records, days_since_epoch,
-                        exists, open_group, record_path)
+                        exists, open_group, record_path, time_chunks_present)
 from smray.errors import SmrayError
 from smray.grid import Grid
 from smray.storage import filesystem, join, write_bytes
@@ -285,14 +285,7 @@ def census(url: str, storage: StorageConfig | None = None) -> Census:
     day (ok and no_input alike: both are written whole) exists in the store."""
     mi = info(url, storage)
     recs = day_records(url, storage)
-    fs, path = filesystem(url, storage)
-    present: dict[str, set[str]] = {}
-    for name in TIME_VARS:
-        base = join(path, name, "c")
-        try:
-            present[name] = {p.rstrip("/").rsplit("/", 1)[-1] for p in fs.ls(base, detail=False, refresh=True)}
-        except FileNotFoundError:
-            present[name] = set()
+    present = time_chunks_present(url, storage, TIME_VARS)
     ok, no_input, pending, missing = [], [], [], []
     for i, d in enumerate(mi.dates):
         rec = recs.get(d)

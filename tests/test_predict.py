@@ -256,7 +256,14 @@ def test_killed_driver_then_rerun_equals_uninterrupted(setup: dict, tmp_path: Pa
         proc.wait(timeout=30)
     done = len(list(records.glob("*.json")))
     assert 1 <= n and done < DAYS, f"killed too late ({done} days done): {proc.stderr.read().decode()[-500:]}"
+    finished = {f.name: f.stat().st_mtime_ns for f in records.glob("*.json")}
+    chunks = {f: f.stat().st_mtime_ns for f in (out / "soil_moisture" / "c").rglob("*") if f.is_file()}
     assert main(argv[3:]) == 0
+    # the re-run computes only the days without a record: no finished day is recomputed (0 % <= 5 %)
+    assert {f.name: f.stat().st_mtime_ns for f in records.glob("*.json") if f.name in finished} == finished
+    assert all(f.stat().st_mtime_ns == t for f, t in chunks.items()
+               if f"{f.relative_to(out / 'soil_moisture' / 'c').parts[0]}" in
+               {str((dt.date.fromisoformat(name[:-5]) - START).days) for name in finished})
     census = mapstore.census(str(out))
     assert census.complete and not census.missing_chunks and len(census.ok) == DAYS
     assert_same_maps(str(out), setup["full"], [START + dt.timedelta(days=i) for i in range(DAYS)])
