@@ -126,6 +126,15 @@ class QCConfig:
             raise SmrayError("qc.tb_min_k: must be below qc.tb_max_k")
 
 
+def check_custom_resources(resources: dict[str, float], where: str) -> None:
+    """Custom Ray resources: names other than CPU/GPU/memory (those have their own settings), amounts > 0."""
+    for name, amount in resources.items():
+        if name in ("CPU", "GPU", "memory", "object_store_memory"):
+            raise SmrayError(f"{where}.{name}: set CPUs/GPUs with their own settings, not as a custom resource")
+        if not amount > 0:
+            raise SmrayError(f"{where}.{name}: must be > 0, got {amount}")
+
+
 @dataclass(frozen=True)
 class IngestConfig:
     """Archive → analysis-ready cube (smray.ingest)."""
@@ -139,12 +148,15 @@ class IngestConfig:
     ref_pattern: str | None = None  #: regex overriding the reference file-name pattern
     task_cpus: float = 1.0  #: CPUs reserved per day task
     max_concurrency: int | None = None  #: day tasks at once (None: as many as CPUs allow)
+    #: custom Ray resources each day task needs, e.g. {ingest: 1} to keep ingest on the CPU worker type
+    task_resources: dict[str, float] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if self.start and self.end and self.end < self.start:
             raise SmrayError(f"ingest.end: {self.end} is before ingest.start {self.start}")
         if self.task_cpus <= 0:
             raise SmrayError(f"ingest.task_cpus: must be > 0, got {self.task_cpus}")
+        check_custom_resources(self.task_resources, "ingest.task_resources")
 
 
 @dataclass(frozen=True)
@@ -257,6 +269,8 @@ class PredictConfig:
     coverage: float = 0.9  #: nominal coverage of the uncertainty interval written with the maps
     calibration_days: int = 10  #: training days (spread over the period) whose validation cells calibrate it
     new_store: bool = False  #: start a new store at ``out`` even if one from another model/config is there
+    #: custom Ray resources each actor needs, e.g. {gpu_node: 1} to keep prediction on one worker type
+    task_resources: dict[str, float] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if self.actors is not None and self.actors < 1:
@@ -267,6 +281,7 @@ class PredictConfig:
             raise SmrayError(f"predict.band_rows: must be >= 1, got {self.band_rows}")
         if not 0.0 < self.coverage < 1.0:
             raise SmrayError(f"predict.coverage: must be in (0, 1), got {self.coverage}")
+        check_custom_resources(self.task_resources, "predict.task_resources")
         if self.calibration_days < 1:
             raise SmrayError(f"predict.calibration_days: must be >= 1, got {self.calibration_days}")
         if self.start and self.end and self.end < self.start:
@@ -409,6 +424,11 @@ def _coerce(value: Any, tp: Any, where: str) -> Any:
         if len(value) != len(args):
             raise SmrayError(f"{where}: expected {len(args)} values, got {len(value)}")
         return tuple(_coerce(v, a, f"{where}[{i}]") for i, (v, a) in enumerate(zip(value, args)))
+    if origin is dict:
+        key_tp, val_tp = typing.get_args(tp)
+        if not isinstance(value, dict):
+            raise SmrayError(f"{where}: expected a mapping, got {value!r}")
+        return {_coerce(k, key_tp, where): _coerce(v, val_tp, f"{where}.{k}") for k, v in value.items()}
     if dataclasses.is_dataclass(tp):
         return _build(tp, value, where)
     if tp is bool:

@@ -520,7 +520,7 @@ def _run_jobs(jobs: list[DayJob], ctx: DayContext, ing: IngestConfig) -> Iterabl
 
     ds = dataset_from_items([{"date": j.date.isoformat(), "job": j.to_json()} for j in jobs])
     ds = map_rows(ds, ingest_row, num_cpus=ing.task_cpus, max_concurrency=ing.max_concurrency,
-                  fn_kwargs={"ctx": ctx}, eager=True)
+                  fn_kwargs={"ctx": ctx}, eager=True, resources=ing.task_resources)
     yield from ds.iter_rows()
 
 

@@ -751,13 +751,13 @@ def _run_ray(cfg: Config, ctx: PredictContext, pending: list[dt.date], summary: 
         ctx = dataclasses.replace(ctx, use_gpu=use_gpu)
         summary.actors = actors
         progress(f"predict: {len(pending)} day(s) on {actors} {'GPU' if use_gpu else 'CPU'} actor(s) -> {ctx.out}")
-        yield from actor_pool_rows(ctx, pending, actors, actor_cpus, use_gpu)
+        yield from actor_pool_rows(ctx, pending, actors, actor_cpus, use_gpu, cfg.predict.task_resources)
     finally:
         shutdown_ray(started)
 
 
 def actor_pool_rows(ctx: PredictContext, dates: list[dt.date], actors: int, actor_cpus: float,
-                    use_gpu: bool) -> Iterator[dict[str, Any]]:
+                    use_gpu: bool, resources: dict[str, float] | None = None) -> Iterator[dict[str, Any]]:
     """``map_batches(PredictDay, compute=ActorPoolStrategy(size=actors))`` over one row per day
     (one day per call); yields the per-day rows. ``concurrency=`` is deprecated for this since Ray 2.51."""
     import ray.data
@@ -767,6 +767,8 @@ def actor_pool_rows(ctx: PredictContext, dates: list[dt.date], actors: int, acto
     ds = dataset_from_items([{"day": cubemod.days_since_epoch(d)} for d in dates])
     ds.context.op_resource_reservation_enabled = False  # start every actor at once (see raysupport.map_rows)
     args: dict[str, Any] = {"num_gpus": 1} if use_gpu else {"num_cpus": actor_cpus}
+    if resources:
+        args["resources"] = dict(resources)  # custom resources pin the actors to the nodes that have them
     ds = ds.map_batches(PredictDay, batch_size=1, batch_format="numpy", fn_constructor_kwargs={"ctx": ctx},
                         compute=ray.data.ActorPoolStrategy(size=actors), **args)
     for row in ds.iter_rows():

@@ -116,10 +116,12 @@ def map_batches(ds: Any, fn: Any, *, batch_size: int | None, num_cpus: float = 1
 
 
 def map_rows(ds: Any, fn: Any, *, num_cpus: float = 1.0, max_concurrency: int | None = None,
-             fn_kwargs: dict[str, Any] | None = None, eager: bool = False) -> Any:
+             fn_kwargs: dict[str, Any] | None = None, eager: bool = False,
+             resources: dict[str, float] | None = None) -> Any:
     """``ds.map(fn)`` as stateless Ray Data tasks: ``fn(row, **fn_kwargs) -> row``, ``num_cpus``
     (fractional allowed) reserved per task, at most ``max_concurrency`` tasks at once (None: as many
-    as the CPUs allow). Ray 2.60 deprecates ``map(concurrency=)`` for ``compute=TaskPoolStrategy``.
+    as the CPUs allow), plus any custom ``resources`` per task (which pins the tasks to the nodes
+    that have them). Ray 2.60 deprecates ``map(concurrency=)`` for ``compute=TaskPoolStrategy``.
 
     ``eager``: for a one-operator pipeline of long tasks, turn off Ray Data's per-operator resource
     reservation (this dataset's context only); with it, a fresh pipeline runs one task at a time
@@ -129,6 +131,8 @@ def map_rows(ds: Any, fn: Any, *, num_cpus: float = 1.0, max_concurrency: int | 
     if eager:
         ds.context.op_resource_reservation_enabled = False
     kwargs: dict[str, Any] = {"num_cpus": num_cpus}
+    if resources:
+        kwargs["resources"] = dict(resources)
     if fn_kwargs:
         kwargs["fn_kwargs"] = fn_kwargs
     if max_concurrency is not None:

@@ -229,7 +229,7 @@ def test_nodes_can_hold_what_the_mission_asks_for(mission, aws: dict[str, Any], 
                     for name, g in _groups(rayjob).items()},
     }
     asked_custom = {}
-    for section in ("ingest", "train", "predict"):  # custom resources, once the config can name them
+    for section in ("ingest", "train", "predict"):  # the custom resources the config asks for
         asked_custom.update(getattr(getattr(mission, section), "task_resources", None) or {})
     for launcher, types in launchers.items():
         gpu_types = [t for t in types.values() if t["resources"].get("GPU", 0) >= 1]

@@ -247,3 +247,17 @@ def test_secrets_not_in_repr_or_dump():
     for text in (repr(cfg), repr(cfg.storage.s3), dump_config(cfg)):
         assert "AKIDREPR" not in text and "repr-secret" not in text
     assert repr(S3Config(secret="x" * 20)).count("x" * 20) == 0
+
+
+def test_task_resources_are_a_mapping_of_custom_resources() -> None:
+    """ingest/predict.task_resources pin work to node types; CPU/GPU have their own settings."""
+    cfg = config_from_dict({"ingest": {"task_resources": {"ingest": 1}},
+                            "predict": {"task_resources": {"gpu_node": 0.5}}})
+    assert cfg.ingest.task_resources == {"ingest": 1.0} and cfg.predict.task_resources == {"gpu_node": 0.5}
+    assert config_from_dict({}).ingest.task_resources == {}
+    for section, value, message in [("ingest", {"CPU": 1}, r"ingest\.task_resources\.CPU: set CPUs/GPUs"),
+                                    ("ingest", {"x": 0}, r"ingest\.task_resources\.x: must be > 0"),
+                                    ("ingest", [1], r"ingest\.task_resources: expected a mapping"),
+                                    ("predict", {"x": "a"}, r"predict\.task_resources\.x: expected a number")]:
+        with pytest.raises(SmrayError, match=message):
+            config_from_dict({section: {"task_resources": value}})

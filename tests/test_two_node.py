@@ -1,8 +1,9 @@
 """A real two-node Ray cluster on this machine: two network namespaces joined by a veth pair, a head
-in one (no CPUs: it runs the driver only, as on the AWS cluster) and a worker in the other. The
-driver runs ``smray synth``, ``smray ingest`` and ``smray predict`` (the physical retrieval: no
-training) from the head's namespace; Ray's state API shows every day task and the predict actor
-ran on the second node, and the cube and the maps equal a single-node run of the same input.
+in one and a worker in the other, 2 CPUs each; only the worker has the custom resource ``node_b``.
+The driver runs ``smray synth``, ``smray ingest`` and ``smray predict`` (the physical retrieval: no
+training) from the head's namespace with ``ingest.task_resources`` and ``predict.task_resources``
+asking for ``node_b``; Ray's state API shows every day task and the predict actor ran on the second
+node, and the cube and the maps equal a single-node run of the same input.
 
 Needs root and ``ip netns`` (skipped otherwise). Traffic stays on the veth pair (10.213.x.0/30)
 and loopback; the namespaces, the veth pair and every process in them are removed at the end.
@@ -132,7 +133,7 @@ def two_nodes() -> Iterator[TwoNodes]:
             _ip("-n", ns, "link", "set", "lo", "up")
         nodes.temp_dir.mkdir()
         head = _in_ns(nodes.ns_head, [RAY, "start", "--head", "--node-ip-address", nodes.head_ip, "--port",
-                                      str(GCS_PORT), "--num-cpus", "0", "--temp-dir", str(nodes.temp_dir),
+                                      str(GCS_PORT), "--num-cpus", "2", "--temp-dir", str(nodes.temp_dir),
                                       "--disable-usage-stats", "--include-dashboard=true", "--dashboard-host",
                                       nodes.head_ip, "--dashboard-port", str(DASHBOARD_PORT)], timeout=180)
         assert head.returncode == 0, f"ray start --head failed:\n{(head.stdout + head.stderr)[-3000:]}"
@@ -180,7 +181,13 @@ DRIVER = textwrap.dedent("""\
 
 
 def _write_config(path: Path, address: str | None) -> Path:
-    ray = f"ray:\n  address: {address}\n" if address else "ray:\n  num_cpus: 2\n"
+    """The two-node config asks for the worker-only resource ``node_b`` for every ingest day task and
+    predict actor (the head has CPUs too, so only that resource keeps the work off it)."""
+    if address:
+        ray = (f"ray:\n  address: {address}\ningest:\n  task_resources: {{node_b: 1}}\n"
+               f"predict:\n  task_resources: {{node_b: 1}}\n")
+    else:
+        ray = "ray:\n  num_cpus: 2\n"
     path.write_text(f"grid:\n  res: {RES}\n{ray}")
     return path
 
@@ -220,10 +227,11 @@ def test_ingest_and_predict_on_the_second_node_equal_a_single_node_run(two_nodes
     assert run.returncode == 0, f"driver failed:\n{(run.stdout + run.stderr)[-4000:]}"
     assert f"ingest: {DAYS} days written, 0 skipped" in run.stdout
 
-    # the cluster really had two nodes, all its CPUs on the worker, and the work ran there
+    # the cluster really had two nodes with CPUs on both, and the work that asked for the worker-only
+    # resource ran on the worker
     seen = json.loads(report.read_text())
     assert seen["nodes"] == sorted([two_nodes.head_ip, two_nodes.worker_ip])
-    assert seen["resources"].get("node_b") == 100 and seen["resources"]["CPU"] == 2
+    assert seen["resources"].get("node_b") == 100 and seen["resources"]["CPU"] == 4
     days_at = _on_node(seen["tasks"], "ingest_row")
     assert len(days_at) >= DAYS, f"state API saw {len(days_at)} finished day tasks: {seen['tasks']}"
     assert set(days_at) == {two_nodes.worker_ip}
