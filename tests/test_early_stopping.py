@@ -10,10 +10,10 @@ from __future__ import annotations
 import datetime as dt
 import json
 import math
-from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import build_twin_and_cube
 
 from smray.checkpoint import load_model
 from smray.cli import main
@@ -55,13 +55,7 @@ def quiet(_: str) -> None:
 def stopped(tmp_path_factory, ray_local) -> dict:
     """A 1° twin of 3 days, its cube, and one CNN run that stops early."""
     root = tmp_path_factory.mktemp("early")
-    twin = root / "twin"
-    assert main(["synth", "--out", str(twin), "--start", START.isoformat(), "--days", str(DAYS), "--res", "1.0",
-                 "--spinup-days", "3", "--seed", "5"]) == 0
-    (root / "ingest.yaml").write_text("grid:\n  res: 1.0\n")
-    cube_path = root / "cube.zarr"
-    assert main(["ingest", "--tb", f"{twin}/amsr", "--ref", f"{twin}/era_interim", "--start", START.isoformat(),
-                 "--end", END.isoformat(), "--out", str(cube_path), "--config", str(root / "ingest.yaml")]) == 0
+    _, cube_path = build_twin_and_cube(root, START, DAYS, 1.0, seed=5)
     cfg_path = root / "train.yaml"
     cfg_path.write_text(CONFIG)
     cfg = load_config(cfg_path)

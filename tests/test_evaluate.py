@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import pytest
+from conftest import build_twin_and_cube
 import xarray as xr
 
 from smray import cube as cubemod, qc as qcmod
@@ -127,15 +128,10 @@ def tiny(tmp_path_factory) -> dict[str, Any]:
     """The twin and its cube. The CLI joins the session's Ray runtime when one is up, else starts its own
     (smray.raysupport.init_ray, which retries a slow raylet start on a busy machine)."""
     root = tmp_path_factory.mktemp("evaluate")
-    twin = root / "twin"
     bbox = ",".join(str(v) for v in BBOX)
-    assert main(["synth", "--out", str(twin), "--start", START.isoformat(), "--days", str(DAYS), "--res", "1.0",
-                 "--spinup-days", "3", "--seed", "3", "--bbox", bbox]) == 0
     cfg = root / "ingest.yaml"
     cfg.write_text(f"grid:\n  res: 1.0\n  bbox: [{bbox}]\n")
-    cube = root / "cube.zarr"
-    assert main(["ingest", "--tb", f"{twin}/amsr", "--ref", f"{twin}/era_interim", "--start", START.isoformat(),
-                 "--end", END.isoformat(), "--out", str(cube), "--config", str(cfg)]) == 0
+    twin, cube = build_twin_and_cube(root, START, DAYS, 1.0, seed=3, config=cfg, synth_args=("--bbox", bbox))
     return {"root": root, "twin": twin, "cube": str(cube)}
 
 

@@ -21,6 +21,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import build_twin_and_cube
 import torch
 import xarray as xr
 import zarr
@@ -82,13 +83,8 @@ def quiet(_: str) -> None:
 @pytest.fixture(scope="module")
 def setup(tmp_path_factory, ray_local) -> dict:
     root = tmp_path_factory.mktemp("predict")
-    twin = root / "twin"
-    assert main(["synth", "--out", str(twin), "--start", START.isoformat(), "--days", str(DAYS), "--res", str(RES),
-                 "--spinup-days", "3", "--seed", "5"]) == 0
     (root / "cfg.yaml").write_text(CONFIG)
-    cube_url = root / "cube.zarr"
-    assert main(["ingest", "--tb", f"{twin}/amsr", "--ref", f"{twin}/era_interim", "--start", START.isoformat(),
-                 "--end", END.isoformat(), "--out", str(cube_url), "--config", str(root / "cfg.yaml")]) == 0
+    twin, cube_url = build_twin_and_cube(root, START, DAYS, RES, seed=5, config=root / "cfg.yaml")
     cfg = load_config(root / "cfg.yaml")
     run_training(cfg, str(cube_url), START, TRAIN_END, str(root / "cnn"), progress=quiet)
     run_training(cfg, str(cube_url), START, TRAIN_END, str(root / "svr"), model_kind="svr", progress=quiet)

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import build_twin_and_cube
 import torch
 
 from smray import cube
@@ -150,16 +151,7 @@ def test_memory_output_is_refused_for_ray_train() -> None:
 # --------------------------------------------------------------------------------------------
 @pytest.fixture(scope="module")
 def clean_cube(tmp_path_factory, ray_local) -> Path:
-    root = tmp_path_factory.mktemp("train")
-    twin = root / "twin"
-    assert main(["synth", "--out", str(twin), "--start", START.isoformat(), "--days", str(DAYS), "--res", str(RES),
-                 "--spinup-days", "3", "--seed", "3"]) == 0
-    cfg = root / "ingest.yaml"
-    cfg.write_text(f"grid:\n  res: {RES}\n")
-    out = root / "clean.zarr"
-    assert main(["ingest", "--tb", f"{twin}/amsr", "--ref", f"{twin}/era_interim", "--start", START.isoformat(),
-                 "--end", END.isoformat(), "--out", str(out), "--config", str(cfg)]) == 0
-    return out
+    return build_twin_and_cube(tmp_path_factory.mktemp("train"), START, DAYS, RES, seed=3)[1]
 
 
 @pytest.fixture(scope="module")
