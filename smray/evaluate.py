@@ -51,7 +51,7 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
-from smray import __version__
+from smray import __version__, package_versions
 from smray.config import Config, StorageConfig, to_dict
 from smray.errors import SmrayError
 from smray.storage import filesystem, join, resolve_storage, write_bytes
@@ -485,18 +485,6 @@ def _as_opt_date(value: Any, name: str) -> dt.date | None:
     return as_date(value, name)
 
 
-def _packages() -> dict[str, str | None]:
-    from importlib.metadata import PackageNotFoundError, version
-
-    out: dict[str, str | None] = {}
-    for name in PACKAGES:
-        try:
-            out[name] = version(name)
-        except PackageNotFoundError:
-            out[name] = None
-    return out
-
-
 def _scatter_edges(stores: dict[str, MapStore]) -> np.ndarray:
     lows = [s.target_lower for s in stores.values() if s.target_lower is not None]
     highs = [s.target_upper for s in stores.values() if s.target_upper is not None]
@@ -662,7 +650,7 @@ def _result(cfg: Config, stores: dict[str, MapStore], accs: dict[str, ModelAcc],
         },
         "anomaly_min_days": ecfg.anomaly_min_days,
         "vegetation_pixels": {c: int((m & scored).sum()) for c, m in veg.items()},
-        "paper": PAPER, "config": to_dict(cfg), "packages": _packages(),
+        "paper": PAPER, "config": to_dict(cfg), "packages": package_versions(PACKAGES),
     }
 
 

@@ -25,7 +25,7 @@ import pandas as pd
 import xarray as xr
 from matplotlib.figure import Figure
 
-from smray.config import StorageConfig
+from smray.config import StorageConfig, parse_date
 from smray.errors import SmrayError
 from smray.storage import filesystem, write_bytes
 
@@ -84,10 +84,7 @@ def as_date(value: dt.date | str, field: str = "--date") -> dt.date:
         return value.date()
     if isinstance(value, dt.date):
         return value
-    try:
-        return dt.date.fromisoformat(str(value).strip())
-    except ValueError:
-        raise SmrayError(f"{field}: {value!r} is not a valid date YYYY-MM-DD") from None
+    return parse_date(value, field)
 
 
 # --------------------------------------------------------------------------------------------

@@ -45,7 +45,7 @@ from typing import Any
 
 import numpy as np
 
-from smray import __version__
+from smray import __version__, package_versions
 from smray import cube as cubemod
 from smray import mapstore
 from smray.config import Config, StorageConfig, config_from_dict, to_dict
@@ -550,18 +550,6 @@ def _as_date(value: dt.date | str | None, name: str, default: dt.date) -> dt.dat
     return default if value is None else as_date(value, name)
 
 
-def package_versions() -> dict[str, str]:
-    from importlib import metadata
-
-    out = {}
-    for name in PACKAGES:
-        try:
-            out[name] = metadata.version(name)
-        except metadata.PackageNotFoundError:
-            out[name] = __version__ if name == "smray" else "absent"
-    return out
-
-
 def store_signature(source: ModelSource, cube_url: str, cinfo: cubemod.CubeInfo, cfg: Config) -> dict[str, Any]:
     """What every day of a store must share: model, cube, grid, validity and interval settings."""
     return {"model_kind": source.kind, "model": source.url, "model_sha256": source.sha256,
@@ -615,7 +603,7 @@ def _store_attrs(cfg: Config, source: ModelSource, cube_url: str, storage: Stora
         "smray_model_kind": source.kind, "smray_model": source.url, "smray_model_fingerprint": source.fingerprint,
         "smray_checkpoint_sha256": source.sha256 or "", "smray_model_artefact": source.artefact or "",
         "smray_norm_stats": _norm_stats_attr(source, cube_url, storage), "smray_cube": cube_url,
-        "smray_config": json.dumps(to_dict(cfg)), "smray_packages": json.dumps(package_versions()),
+        "smray_config": json.dumps(to_dict(cfg)), "smray_packages": json.dumps(package_versions(PACKAGES)),
         "smray_predict_signature": json.dumps(signature), "smray_channels": list(source.channels),
         "source": f"smray {__version__} predict ({source.kind})",
         "history": f"{dt.datetime.now(dt.timezone.utc).isoformat(timespec='seconds')}: smray predict",
