@@ -513,6 +513,7 @@ def run_evaluate(cfg: Config, maps: Sequence[str], cube_url: str, out_dir: str, 
     """Score every map store against the cube (and the truth / ISMN when given), side by side; write
     ``metrics.json``, ``report.md`` and the figures under ``out_dir``; return the metrics.json content."""
     from smray import cube as cubemod
+    from smray.train import _write_json  # the same whole-object JSON write as training.json
 
     t0 = time.perf_counter()
     maps = [str(m) for m in maps]
@@ -652,13 +653,6 @@ def _result(cfg: Config, stores: dict[str, MapStore], accs: dict[str, ModelAcc],
         "vegetation_pixels": {c: int((m & scored).sum()) for c, m in veg.items()},
         "paper": PAPER, "config": to_dict(cfg), "packages": package_versions(PACKAGES),
     }
-
-
-def _write_json(url: str, storage: StorageConfig, data: dict[str, Any]) -> None:
-    from smray.train import _json_safe
-
-    fs, path = filesystem(url, storage)
-    write_bytes(fs, path, json.dumps(_json_safe(data), indent=1, default=str).encode())
 
 
 def _write_outputs(result: dict[str, Any], stores: dict[str, MapStore], accs: dict[str, ModelAcc],
