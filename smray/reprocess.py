@@ -288,14 +288,7 @@ def _store_days(url: str, storage: StorageConfig, start: dt.date, end: dt.date,
     first = cubemod.date_of(int(g["time"][0]))
     ntime = int(g["time"].shape[0])
     records = cubemod.day_records(url, storage)
-    fs, path = filesystem(url, storage)
-    present: dict[str, set[str]] = {}
-    for var in variables:
-        try:
-            present[var] = {p.rstrip("/").rsplit("/", 1)[-1]
-                            for p in fs.ls(join(path, var, "c"), detail=False, refresh=True)}
-        except FileNotFoundError:
-            present[var] = set()
+    present = cubemod.time_chunks_present(url, storage, tuple(variables))
     pending, missing, recorded = [], [], 0
     for d in (_day(start, i) for i in range((end - start).days + 1)):
         i = (d - first).days
@@ -337,13 +330,10 @@ def kind_config(cfg: Config, kind: str) -> Config:
     return dataclasses.replace(cfg, model=dataclasses.replace(cfg.model, kind=kind))
 
 
-def _jsonable(obj: Any) -> Any:
-    return json.loads(json.dumps(obj, default=str))
-
-
 def train_state(cfg: Config, plan: Plan, kind: str, storage: StorageConfig) -> StageState:
     from smray.checkpoint import config_fingerprint
     from smray.config import to_dict
+    from smray.experiment import _jsonable
     from smray.train import MODEL_FILE, SVR_FILE, TRAINING_FILE
 
     out = plan.model_dirs[kind]
