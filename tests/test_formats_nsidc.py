@@ -1,5 +1,6 @@
 """NSIDC AE_Land3 (HDF-EOS2/HDF4): EASE-Grid v1 constants, resampling, fills, pass handling,
-damaged files. Files are built with pyhdf to the documented layout."""
+damaged files. Files are built with pyhdf to the documented layout (pyhdf is pinned in the ``test`` extra:
+without it these tests fail, they do not skip)."""
 
 from __future__ import annotations
 
@@ -26,8 +27,6 @@ from smray.formats.nsidc_land3 import (
     write_nsidc_land3_for_tests,
 )
 from smray.grid import Grid
-
-pytest.importorskip("pyhdf")
 
 NAME = "AMSR_E_L3_DailyLand_V06_20110701.hdf"
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from hypothesis import given, settings
+from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
 from smray.errors import SmrayError
@@ -47,18 +47,24 @@ def test_subset_is_a_window_of_the_global_grid() -> None:
     assert not g.is_periodic
 
 
+def cell_centres(res: float) -> tuple[np.ndarray, np.ndarray]:
+    """The global grid's cell centres (lat north to south, lon west to east), degrees, written out here."""
+    return 90 - res * (np.arange(round(180 / res)) + 0.5), -180 + res * (np.arange(round(360 / res)) + 0.5)
+
+
 @settings(max_examples=60, deadline=None)
 @given(res=st.sampled_from([0.25, 0.5, 1.0, 2.0]),
        west=st.floats(-180, 170), width=st.floats(0.6, 100), south=st.floats(-90, 80), height=st.floats(0.6, 60))
 def test_subset_embed_roundtrip(res: float, west: float, width: float, south: float, height: float) -> None:
     east, north = min(west + width, 180.0), min(south + height, 90.0)
-    try:
-        g = Grid(res).subset((west, south, east, north))
-    except SmrayError:
-        return  # box holds no cell centre at this resolution
+    lat, lon = cell_centres(res)
+    lat_in, lon_in = lat[(lat >= south) & (lat <= north)], lon[(lon >= west) & (lon <= east)]
+    assume(lat_in.size and lon_in.size)  # boxes without a cell centre: test_a_box_between_cell_centres_is_refused
+    g = Grid(res).subset((west, south, east, north))
     full = Grid(res)
-    # every window cell centre lies in the box, and the window is the smallest holding them all
-    assert (g.lat >= south).all() and (g.lat <= north).all() and (g.lon >= west).all() and (g.lon <= east).all()
+    # the window is exactly the cell centres in the box: all of them lie inside, none outside is left out
+    np.testing.assert_allclose(g.lat, lat_in, rtol=0, atol=1e-9)
+    np.testing.assert_allclose(g.lon, lon_in, rtol=0, atol=1e-9)
     values = np.arange(g.nlat * g.nlon, dtype=np.float64).reshape(g.shape)
     embedded = g.embed(values, np.nan)
     assert embedded.shape == full.shape
@@ -66,6 +72,24 @@ def test_subset_embed_roundtrip(res: float, west: float, width: float, south: fl
     assert np.isnan(embedded).sum() == full.nlat * full.nlon - values.size
     np.testing.assert_array_equal(full.lat[g.window[0]], g.lat)
     np.testing.assert_array_equal(full.lon[g.window[1]], g.lon)
+
+
+@settings(max_examples=60, deadline=None)
+@given(res=st.sampled_from([0.25, 0.5, 1.0, 2.0]), data=st.data(),
+       lo=st.floats(0.05, 0.45), hi=st.floats(0.55, 0.95), across=st.sampled_from(["lon", "lat"]))
+def test_a_box_between_cell_centres_is_refused(res: float, data, lo: float, hi: float, across: str) -> None:
+    """A box that falls between two neighbouring cell centres (in longitude or in latitude) holds none:
+    one line naming the box."""
+    lat, lon = cell_centres(res)
+    if across == "lon":
+        j = data.draw(st.integers(0, lon.size - 2), label="column")
+        bbox = (lon[j] + lo * res, -60.0, lon[j] + hi * res, 60.0)
+    else:
+        i = data.draw(st.integers(1, lat.size - 1), label="row")
+        bbox = (-100.0, lat[i] + lo * res, 100.0, lat[i] + hi * res)
+    with pytest.raises(SmrayError, match="holds no cell centre") as err:
+        Grid(res).subset(bbox)
+    assert str(bbox) in str(err.value) and "\n" not in str(err.value)
 
 
 def test_coarsen() -> None:

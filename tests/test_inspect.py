@@ -119,7 +119,6 @@ def test_inspect_jaxa_on_every_backend(storage_root):
 
 
 def test_inspect_nsidc(tmp_path):
-    pytest.importorskip("pyhdf")
     from smray.formats.nsidc_land3 import EASE_SHAPE, field_name, write_nsidc_land3_for_tests
 
     path = tmp_path / "AMSR_E_L3_DailyLand_V06_20110701.hdf"
@@ -212,7 +211,6 @@ def test_inspect_errors(tmp_path):
 # inspect: ERA (smray.formats.era) and ISMN (smray.formats.ismn), from the other readers
 # --------------------------------------------------------------------------------------------
 def test_inspect_era_interim_grib(real_data):
-    pytest.importorskip("smray.formats.era")
     info = _json(inspect_url(str(real_data / "era_interim" / "example_downloaded_raw.grb")))
     assert info["product"] == "era_grib" and info["container"] == "grib"
     assert info["grid"]["shape"] == [37, 72] and info["grid"]["res_deg"] == 5.0
@@ -227,7 +225,6 @@ def test_inspect_era_interim_grib(real_data):
 
 
 def test_inspect_era_interim_reduced_gaussian(real_data):
-    pytest.importorskip("smray.formats.era")
     info = _json(inspect_url(str(real_data / "era_interim" / "ERA-Interim_OPER_0001_AN_20000101_0000.grb")))
     assert info["grid"]["shape"] == [88838] and "256 latitude rows" in info["grid"]["kind"]
     assert info["date"] == "2000-01-01" and info["time"]["steps"] == 1
@@ -235,7 +232,6 @@ def test_inspect_era_interim_reduced_gaussian(real_data):
 
 
 def test_inspect_era5_netcdf(real_data):
-    pytest.importorskip("smray.formats.era")
     info = _json(inspect_url(str(real_data / "era5" / "example_downloaded_raw.nc")))
     assert info["product"] == "era_netcdf" and info["container"] == "netcdf3"
     swvl1 = next(v for v in info["variables"] if v["name"] == "swvl1")
@@ -247,7 +243,6 @@ def test_inspect_era5_netcdf(real_data):
 
 
 def test_inspect_ismn_stm(real_data):
-    pytest.importorskip("smray.formats.ismn", reason="smray.formats.ismn is written by another helper")
     info = _json(inspect_url(str(real_data / STM)))
     assert info["product"] == "ismn_stm"
     assert info["time"]["first"].startswith("2007-03-22")

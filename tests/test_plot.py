@@ -1,7 +1,7 @@
 """smray plot: a quick-look PNG of any cube variable (swvl1, tb:PASS:CHANNEL, qc:PASS) or map store
 variable on one day, locally and on the local S3; bad --var/--date/store are one-line CLI errors.
-The cube is written with the cube module's own writer (no Ray needed), the map store with the
-smray-maps-1 builder of test_evaluate."""
+The cube (smray.testing.write_smooth_cube) is written with the cube module's own writer (no Ray
+needed), the map store with the smray-maps-1 builder smray.testing.write_map_store."""
 
 from __future__ import annotations
 
@@ -12,11 +12,9 @@ import matplotlib.image as mpimg
 import numpy as np
 import pytest
 
-from smray import cube as cubemod, qc as qcmod
 from smray.cli import main
-from smray.config import GridConfig
 from smray.plot import plot_map
-from test_evaluate import PNG_SIGNATURE, write_map_store
+from smray.testing import PNG_SIGNATURE, write_map_store, write_smooth_cube
 
 START = dt.date(2011, 7, 1)
 DAYS = 2
@@ -25,25 +23,11 @@ BBOX = (-20.0, 30.0, 20.0, 60.0)
 
 @pytest.fixture(scope="module")
 def stores(tmp_path_factory) -> dict[str, str]:
-    """A two-day cube on a 1° window of Europe (land: a disc; TBs and swvl1 smooth fields), and a map
-    store predicted from it."""
+    """A two-day cube of smooth fields on a 1° window of Europe, and a map store on its grid."""
     root = tmp_path_factory.mktemp("plot")
-    grid = GridConfig(res=1.0, bbox=BBOX).grid()
-    ny, nx = grid.shape
-    yy, xx = np.mgrid[0:ny, 0:nx]
-    land = (((yy - ny / 2) / (ny / 2.5)) ** 2 + ((xx - nx / 2) / (nx / 2.5)) ** 2 < 1).astype(np.float32)
-    url = str(root / "cube.zarr")
-    end = START + dt.timedelta(days=DAYS - 1)
-    cubemod.create_or_extend(url, None, grid, START, end, land)
-    for k in range(DAYS):
-        swvl1 = np.where(land > 0, 0.1 + 0.3 * xx / nx + 0.02 * k, np.nan).astype(np.float32)
-        tb = np.stack([np.stack([240.0 + 10 * c + 20 * yy / ny + p for c in range(4)]) for p in range(2)])
-        qc = np.where(land > 0, 0, qcmod.FLAGS["open_water"]).astype(np.uint16)
-        cubemod.write_day(url, None, START + dt.timedelta(days=k), tb.astype(np.float32),
-                          np.stack([qc, qc | qcmod.FLAGS["composited"] * (xx > nx / 2)]).astype(np.uint16), swvl1)
-    cubemod.finalize(url)
+    url = write_smooth_cube(str(root / "cube.zarr"), start=START, days=DAYS, res=1.0, bbox=BBOX)
     maps = str(root / "maps.zarr")
-    write_map_store(maps, url, kind="cnn")
+    write_map_store(maps, cube_url=url, kind="cnn", seed=0)
     return {"cube": url, "maps": maps, "root": str(root)}
 
 
@@ -80,7 +64,7 @@ def test_plot_reads_and_writes_the_local_s3(stores: dict[str, str], s3_bucket: s
 
     opts = s3_options()
     maps = f"{s3_bucket}/maps.zarr"
-    write_map_store(maps, stores["cube"], kind="svr", storage_options=opts)
+    write_map_store(maps, cube_url=stores["cube"], kind="svr", seed=0, storage_options=opts)
     out = f"{s3_bucket}/figures/q.png"
     assert main(["plot", maps, "--date", "2011-07-02", "--var", "soil_moisture_desc", "--out", out]) == 0
     assert f"plot: wrote {out}" in capsys.readouterr().out
