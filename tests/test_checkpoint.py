@@ -59,6 +59,25 @@ def _rewrite(url: str, data: bytes, *, fix_sidecar: bool = False) -> None:
         write_bytes(fs, path + SIDECAR_SUFFIX, json.dumps(meta).encode())
 
 
+def _pt_bytes(url: str) -> bytes:
+    fs, path = filesystem(url)
+    return read_bytes(fs, path)
+
+
+def _torch_bytes(obj: object) -> bytes:
+    buf = io.BytesIO()
+    torch.save(obj, buf)
+    return buf.getvalue()
+
+
+def _assert_refused(url: str, data: bytes, match: str, *, load=load_model, fix_sidecar: bool = False) -> None:
+    """With the .pt bytes replaced by ``data``, ``load(url)`` is refused in one line naming the file."""
+    _rewrite(url, data, fix_sidecar=fix_sidecar)
+    with pytest.raises(SmrayError, match=match) as err:
+        load(url)
+    _assert_one_line_naming(err, url)
+
+
 @pytest.mark.parametrize("kind", ["cnn", "pixel"])
 def test_round_trip(storage_root, kind):
     model_cfg = ModelConfig(kind=kind, width=0.25, activation="tanh", dropout=0.1)
@@ -93,28 +112,17 @@ def test_local_write_leaves_no_temporary_files(tmp_path):
 
 def test_truncated_file_is_refused(storage_root):
     url, *_ = _saved(storage_root)
-    fs, path = filesystem(url)
-    data = read_bytes(fs, path)
-    _rewrite(url, data[: len(data) // 2])
-    with pytest.raises(SmrayError, match="truncated") as err:
-        load_model(url)
-    _assert_one_line_naming(err, url)
+    data = _pt_bytes(url)
+    _assert_refused(url, data[: len(data) // 2], "truncated")
     # the same truncation with a sidecar that agrees: torch itself cannot read it
-    _rewrite(url, data[: len(data) // 2], fix_sidecar=True)
-    with pytest.raises(SmrayError, match="corrupt") as err:
-        load_model(url)
-    _assert_one_line_naming(err, url)
+    _assert_refused(url, data[: len(data) // 2], "corrupt", fix_sidecar=True)
 
 
 def test_flipped_byte_is_refused(tmp_path):
     url, *_ = _saved(str(tmp_path))
-    fs, path = filesystem(url)
-    data = bytearray(read_bytes(fs, path))
+    data = bytearray(_pt_bytes(url))
     data[len(data) // 2] ^= 0xFF
-    _rewrite(url, bytes(data))
-    with pytest.raises(SmrayError, match="corrupt") as err:
-        load_checkpoint(url)
-    _assert_one_line_naming(err, url)
+    _assert_refused(url, bytes(data), "corrupt", load=load_checkpoint)
 
 
 def test_missing_or_broken_sidecar_is_refused(tmp_path):
@@ -159,46 +167,28 @@ def _record(what: str) -> str:
 
 
 def test_arbitrary_pickled_object_is_refused(tmp_path):
-    url, model, *_ = _saved(str(tmp_path))
-    fs, path = filesystem(url)
-    payload = torch.load(io.BytesIO(read_bytes(fs, path)), weights_only=True)
+    url, *_ = _saved(str(tmp_path))
+    payload = torch.load(io.BytesIO(_pt_bytes(url)), weights_only=True)
     payload["extra_json"] = Payload()
-    buf = io.BytesIO()
-    torch.save(payload, buf)
-    _rewrite(url, buf.getvalue(), fix_sidecar=True)
-    with pytest.raises(SmrayError, match="not a weights-only checkpoint") as err:
-        load_model(url)
-    _assert_one_line_naming(err, url)
+    _assert_refused(url, _torch_bytes(payload), "not a weights-only checkpoint", fix_sidecar=True)
     assert Payload.calls == []
 
 
 def test_never_half_loaded(tmp_path):
     """A state_dict that does not fit the model (a missing tensor, a wrong shape) is refused; no model
     with partly loaded weights is ever returned."""
-    url, model, *_ = _saved(str(tmp_path))
-    fs, path = filesystem(url)
-    payload = torch.load(io.BytesIO(read_bytes(fs, path)), weights_only=True)
+    url, *_ = _saved(str(tmp_path))
+    payload = torch.load(io.BytesIO(_pt_bytes(url)), weights_only=True)
     del payload["model_state"]["fc2.bias"]
-    buf = io.BytesIO()
-    torch.save(payload, buf)
-    _rewrite(url, buf.getvalue(), fix_sidecar=True)
-    with pytest.raises(SmrayError, match="weights do not fit") as err:
-        load_model(url)
-    _assert_one_line_naming(err, url)
+    _assert_refused(url, _torch_bytes(payload), "weights do not fit", fix_sidecar=True)
     payload["model_state"]["fc2.bias"] = torch.zeros(2)
-    buf = io.BytesIO()
-    torch.save(payload, buf)
-    _rewrite(url, buf.getvalue(), fix_sidecar=True)
-    with pytest.raises(SmrayError, match="weights do not fit"):
-        load_model(url)
+    _assert_refused(url, _torch_bytes(payload), "weights do not fit", fix_sidecar=True)
 
 
 def test_not_a_checkpoint(tmp_path):
     url = str(tmp_path / "other.pt")
-    buf = io.BytesIO()
-    torch.save({"weights": torch.zeros(3)}, buf)
     fs, path = filesystem(url)
-    write_bytes(fs, path, buf.getvalue())
+    write_bytes(fs, path, _torch_bytes({"weights": torch.zeros(3)}))
     with pytest.raises(SmrayError, match="metadata not found"):
         load_model(url)
 
