@@ -33,6 +33,18 @@ def _soils(rng: np.random.Generator, n: int) -> dict[str, np.ndarray]:
                 wilting_point=0.06774 - 0.064 * sand + 0.478 * clay, h=rng.uniform(0.1, 0.4, n))
 
 
+def _dobson_scene(rng: np.random.Generator, n: int, *, tau_max: float, **land_tb: object):
+    """``n`` random C-band pixels of the §1 model (Dobson soil, T_soil = T_canopy = T, no atmosphere):
+    soils, θ (0..θ_sat m³/m³), τ (0..``tau_max``), T (275..310 K), TB_H, TB_V (K)."""
+    s = _soils(rng, n)
+    theta = rng.uniform(0.0, 1.0, n) * s["theta_sat"]
+    tau = rng.uniform(0.0, tau_max, n)
+    t = rng.uniform(275.0, 310.0, n)
+    tb_h, tb_v = P.land_tb(theta, s["sand"], s["clay"], s["rho_b"], t, t, t, tau, s["h"], "C", atmosphere=False,
+                           **land_tb)
+    return s, theta, tau, t, tb_h, tb_v
+
+
 # --------------------------------------------------------------------------------------------
 # Ancillary inputs
 # --------------------------------------------------------------------------------------------
@@ -145,14 +157,8 @@ def test_lprm_exact_against_its_own_dielectric_model(band):
 
 
 def test_lprm_against_dobson_truth_carries_model_mismatch():
-    rng = np.random.default_rng(7)
     n = 4000
-    s = _soils(rng, n)
-    theta = rng.uniform(0.0, 1.0, n) * s["theta_sat"]
-    tau = rng.uniform(0.0, 1.0, n)
-    t = rng.uniform(275.0, 310.0, n)
-    tb_h, tb_v = P.land_tb(theta, s["sand"], s["clay"], s["rho_b"], t, t, t, tau, s["h"], "C",
-                           omega=R.LPRM_OMEGA, atmosphere=False)
+    s, theta, tau, t, tb_h, tb_v = _dobson_scene(np.random.default_rng(7), n, tau_max=1.0, omega=R.LPRM_OMEGA)
     got, tau_got = R.lprm_retrieval(tb_h, tb_v, t, s["sand"], s["clay"], s["rho_b"], s["wilting_point"],
                                     s["theta_sat"], s["h"], "C")
     assert np.all(np.isfinite(got))
@@ -187,13 +193,8 @@ def test_lprm_skips_low_mpdi_frozen_and_nan():
 
 def test_lprm_vectorised_million_pixels():
     """One call over 10⁶ pixels runs in bounded memory (pixel chunks); ~7–15 s on 2 busy cores."""
-    rng = np.random.default_rng(0)
     n = 1_000_000
-    s = _soils(rng, n)
-    theta = rng.uniform(0.0, 1.0, n) * s["theta_sat"]
-    t = rng.uniform(275.0, 310.0, n)
-    tb_h, tb_v = P.land_tb(theta, s["sand"], s["clay"], s["rho_b"], t, t, t, rng.uniform(0, 1.2, n), s["h"], "C",
-                           atmosphere=False)
+    s, theta, _, t, tb_h, tb_v = _dobson_scene(np.random.default_rng(0), n, tau_max=1.2)
     got, tau = R.lprm_retrieval(tb_h, tb_v, t, s["sand"], s["clay"], s["rho_b"], s["wilting_point"],
                                 s["theta_sat"], s["h"], "C")
     assert got.shape == tau.shape == (n,)
