@@ -32,7 +32,7 @@ from smray import __version__, qc as qcmod
 from smray.config import StorageConfig
 from smray.errors import SmrayError
 from smray.grid import Grid
-from smray.storage import filesystem, join, protocol, storage_options, write_bytes
+from smray.storage import filesystem, join, local_path, storage_options, write_bytes
 
 CHANNELS = ("06H", "06V", "10H", "10V")
 PASSES = ("A", "D")
@@ -45,8 +45,8 @@ _UNSTABLE_DTYPE = getattr(zarr.errors, "UnstableSpecificationWarning", UserWarni
 
 
 def _store(url: str, storage: StorageConfig | None, read_only: bool = False) -> Any:
-    if protocol(url) == "file":
-        path = url[7:] if url.startswith("file://") else url
+    path = local_path(url)
+    if path is not None:
         return zarr.storage.LocalStore(path, read_only=read_only)
     return zarr.storage.FsspecStore.from_url(url, storage_options=storage_options(url, storage),
                                              read_only=read_only)

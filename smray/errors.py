@@ -6,3 +6,10 @@ class SmrayError(Exception):
 
     def __init__(self, message: str) -> None:
         super().__init__(" ".join(str(message).split()))
+
+
+def first_line(err: BaseException, limit: int = 200) -> str:
+    """The first line of ``err``'s message, at most ``limit`` characters (its type name when empty):
+    a library's multi-line error told in one line."""
+    lines = str(err).strip().splitlines()
+    return (lines[0][:limit] if lines else "") or type(err).__name__

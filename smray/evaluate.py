@@ -54,6 +54,7 @@ import xarray as xr
 from smray import __version__, package_versions
 from smray.config import Config, StorageConfig, to_dict
 from smray.errors import SmrayError
+from smray.serial import as_optional_date, write_json
 from smray.storage import filesystem, join, resolve_storage, write_bytes
 
 MAPS_FORMAT = "smray-maps-1"
@@ -477,14 +478,6 @@ class ModelAcc:
     map_fields: tuple[np.ndarray, np.ndarray] | None = None
 
 
-def _as_opt_date(value: Any, name: str) -> dt.date | None:
-    if value is None or value == "":
-        return None
-    from smray.plot import as_date
-
-    return as_date(value, name)
-
-
 def _scatter_edges(stores: dict[str, MapStore]) -> np.ndarray:
     lows = [s.target_lower for s in stores.values() if s.target_lower is not None]
     highs = [s.target_upper for s in stores.values() if s.target_upper is not None]
@@ -513,7 +506,6 @@ def run_evaluate(cfg: Config, maps: Sequence[str], cube_url: str, out_dir: str, 
     """Score every map store against the cube (and the truth / ISMN when given), side by side; write
     ``metrics.json``, ``report.md`` and the figures under ``out_dir``; return the metrics.json content."""
     from smray import cube as cubemod
-    from smray.train import _write_json  # the same whole-object JSON write as training.json
 
     t0 = time.perf_counter()
     maps = [str(m) for m in maps]
@@ -521,8 +513,8 @@ def run_evaluate(cfg: Config, maps: Sequence[str], cube_url: str, out_dir: str, 
         raise SmrayError("--maps: no map store given")
     if len(set(maps)) != len(maps):
         raise SmrayError(f"--maps: {next(m for m in maps if maps.count(m) > 1)} is given twice")
-    start, end = _as_opt_date(start, "--start"), _as_opt_date(end, "--end")
-    day_req = _as_opt_date(map_day, "--day")
+    start, end = as_optional_date(start, "--start"), as_optional_date(end, "--end")
+    day_req = as_optional_date(map_day, "--day")
     if start and end and end < start:
         raise SmrayError(f"--end: {end} is before --start {start}")
     storage = resolve_storage(cfg.storage)
@@ -569,7 +561,7 @@ def run_evaluate(cfg: Config, maps: Sequence[str], cube_url: str, out_dir: str, 
                      ismn_stations, ismn_read, ismn_total, all_days)
     _write_outputs(result, stores, accs, edges, lat, lon, figure_day, out_dir, storage, progress)
     result["seconds"] = time.perf_counter() - t0
-    _write_json(join(out_dir, METRICS_FILE), storage, result)
+    write_json(join(out_dir, METRICS_FILE), storage, result)
     progress(f"evaluate: {len(stores)} model(s), {len(all_days)} days -> {join(out_dir, METRICS_FILE)}, "
              f"{REPORT_FILE} in {result['seconds']:.0f} s")
     return result

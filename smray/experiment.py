@@ -48,6 +48,7 @@ import numpy as np
 
 from smray.config import Config, PatchConfig, StorageConfig, to_dict
 from smray.errors import SmrayError
+from smray.serial import as_date, json_safe, read_json
 from smray.storage import filesystem, join, read_bytes, resolve_storage, write_bytes
 
 MODELS = ("cnn", "svr", "pixel", "physical")
@@ -132,8 +133,8 @@ def markdown_table(result: dict[str, Any]) -> str:
 # --------------------------------------------------------------------------------------------
 # Training (skipped when finished)
 # --------------------------------------------------------------------------------------------
-def _jsonable(obj: Any) -> Any:
-    return json.loads(json.dumps(obj, default=str))
+#: the old private name, until reprocess imports :func:`smray.serial.json_safe` itself
+_jsonable = json_safe
 
 
 #: config sections a trained model depends on (the cube is named by its URL; Ray, storage, ingest,
@@ -148,15 +149,14 @@ def _finished(cfg: Config, kind: str, cube_url: str, start: dt.date, end: dt.dat
     run does not make it unfinished)."""
     from smray.train import MODEL_FILE, SVR_FILE, TRAINING_FILE
 
-    fs, path = filesystem(join(out_url, TRAINING_FILE), storage)
     try:
-        rec = json.loads(read_bytes(fs, path))
-    except (FileNotFoundError, ValueError):
+        rec = read_json(join(out_url, TRAINING_FILE), storage)
+    except (FileNotFoundError, SmrayError):
         return False
     art_fs, art_path = filesystem(join(out_url, SVR_FILE if kind == "svr" else MODEL_FILE), storage)
     if not art_fs.exists(art_path):
         return False
-    then, now = rec.get("config") or {}, _jsonable(to_dict(cfg))
+    then, now = rec.get("config") or {}, json_safe(to_dict(cfg))
     same = (rec.get("kind") == kind and rec.get("cube") == cube_url and rec.get("train_start") == start.isoformat()
             and rec.get("train_end") == end.isoformat()
             and all(s in then and then[s] == now[s] for s in TRAINING_SECTIONS))
@@ -296,12 +296,6 @@ def truth_and_physical(twin_url: str, cube_url: str, storage: StorageConfig, day
 # --------------------------------------------------------------------------------------------
 # The experiment
 # --------------------------------------------------------------------------------------------
-def _as_date(value: dt.date | str, name: str) -> dt.date:
-    from smray.train import _as_date as as_date
-
-    return as_date(value, name)
-
-
 def _read_stats(url: str, storage: StorageConfig) -> Any:
     from smray.normalise import NormStats
 
@@ -336,8 +330,8 @@ def run_paper_experiment(cfg: Config, cube_url: str, twin_url: str, out_url: str
         raise SmrayError(f"--test-patches: must be >= 1, got {test_patches}")
     if test_region not in TEST_REGIONS:
         raise SmrayError(f"--test-region: must be one of {', '.join(TEST_REGIONS)}, got {test_region!r}")
-    start, end = _as_date(train_start, "train_start"), _as_date(train_end, "train_end")
-    day = _as_date(test_day, "test_day")
+    start, end = as_date(train_start, "train_start"), as_date(train_end, "train_end")
+    day = as_date(test_day, "test_day")
     if start <= day <= end:
         raise SmrayError(f"test_day: {day} lies inside the training period {start}..{end}")
     storage = resolve_storage(cfg.storage)
@@ -422,10 +416,8 @@ def run_paper_experiment(cfg: Config, cube_url: str, twin_url: str, out_url: str
              pass_=sample["pass"].astype("<U2"), models=np.array(order),
              **{f"pred_{m}": pred_norm[m] for m in order}, **{f"pred_{m}_m3": pred_m3[m] for m in order})
     table = markdown_table(result)
-    from smray.train import _json_safe
-
     names = [output_name(n, test_region) for n in (PREDICTIONS_FILE, JSON_FILE, MD_FILE)]
-    for name, data in zip(names, (buf.getvalue(), json.dumps(_json_safe(result), indent=1, default=str).encode(),
+    for name, data in zip(names, (buf.getvalue(), json.dumps(json_safe(result), indent=1).encode(),
                                   table.encode())):
         fs, path = filesystem(join(out_url, name), storage)
         write_bytes(fs, path, data)

@@ -44,7 +44,7 @@ from smray.formats.nsidc_land3 import read_nsidc_land3
 from smray.grid import Grid
 from smray.preprocess import CHANNELS, PASSES, preprocess_day
 from smray.qc import FLAGS
-from smray.storage import check_reachable, filesystem, is_transient, resolve_storage
+from smray.storage import check_reachable, filesystem, is_transient, local_path, resolve_storage
 
 #: JAXA band → indices of its (H, V) channels in :data:`CHANNELS` order.
 BAND_CHANNELS = {"06": (CHANNELS.index("06H"), CHANNELS.index("06V")),
@@ -195,8 +195,8 @@ def _read_jaxa(url: str, grid: Grid, storage: StorageConfig) -> tuple[np.ndarray
 def _read_land3(url: str, grid: Grid, storage: StorageConfig) -> dict[str, np.ndarray]:
     """pass → float32 (4, nlat, nlon) K from one AE_Land3 file (both passes)."""
     def load() -> dict[str, np.ndarray]:
-        local = url[7:] if url.startswith("file://") else url
-        source: Any = local if "://" not in local else load_source(url, storage)[0]
+        local = local_path(url)
+        source: Any = local if local is not None else load_source(url, storage)[0]
         ds = read_nsidc_land3(source, grid=grid, name=url)
         out = {}
         for i, p in enumerate(ds["pass"].values):

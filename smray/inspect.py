@@ -23,7 +23,7 @@ from typing import Any
 
 import numpy as np
 
-from smray.errors import SmrayError
+from smray.errors import SmrayError, first_line
 from smray.formats.detect import (
     HEAD_BYTES,
     basename,
@@ -33,6 +33,7 @@ from smray.formats.detect import (
     parse_date,
     parse_pass,
 )
+from smray.serial import iso_time, json_safe
 
 DESCRIPTIONS = {
     "jaxa_l3_tb": "JAXA AMSR2/AMSR-E L3 daily brightness temperature (HDF5)",
@@ -90,7 +91,7 @@ def inspect_url(url: str, storage: Any = None) -> dict[str, Any]:
     notes = info["notes"] + found.pop("notes", [])
     info.update(found)
     info["notes"] = notes
-    return to_jsonable(info)
+    return json_safe(info)
 
 
 def format_inspect(info: dict[str, Any]) -> str:
@@ -199,7 +200,7 @@ def describe_smray_grid(ds: Any, how: str) -> dict[str, Any]:
 
 
 def times_of(values: Any) -> dict[str, Any]:
-    vals = [_iso(v) for v in np.atleast_1d(np.asarray(values))]
+    vals = [iso_time(v) for v in np.atleast_1d(np.asarray(values))]
     vals = [v for v in vals if v is not None]
     out: dict[str, Any] = {"steps": len(vals), "first": vals[0] if vals else None,
                            "last": vals[-1] if vals else None}
@@ -217,29 +218,6 @@ def variables_of(ds: Any) -> list[dict[str, Any]]:
                     "long_name": da.attrs.get("long_name")})
     return out
 
-
-def to_jsonable(obj: Any) -> Any:
-    """Plain Python types only (NaN → None, numpy scalars/arrays, dates → ISO strings)."""
-    if isinstance(obj, dict):
-        return {str(k): to_jsonable(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [to_jsonable(v) for v in obj]
-    if isinstance(obj, np.ndarray):
-        return [to_jsonable(v) for v in obj.tolist()]
-    if isinstance(obj, (bool, np.bool_)):
-        return bool(obj)
-    if isinstance(obj, (int, np.integer)):
-        return int(obj)
-    if isinstance(obj, (float, np.floating)):
-        f = float(obj)
-        return f if math.isfinite(f) else None
-    if isinstance(obj, (np.datetime64, dt.date, dt.datetime)):
-        return _iso(obj)
-    if isinstance(obj, bytes):
-        return obj.decode("utf-8", errors="replace")
-    if obj is None or isinstance(obj, str):
-        return obj
-    return str(obj)
 
 
 # --------------------------------------------------------------------------------------------
@@ -371,7 +349,7 @@ def _inspect_era(data: bytes, name: str, url: str, storage: Any) -> dict[str, An
     if "time" in ds[var].dims and ds.sizes["time"] > 1:
         for k in range(ds.sizes["time"]):
             s = stats_of(ds[var].isel(time=k).values)
-            s["label"] = f"{var} @ {_iso(ds['time'].values[k])}"
+            s["label"] = f"{var} @ {iso_time(ds['time'].values[k])}"
             stats.append(s)
     if "lsm" in ds:
         lsm = np.asarray(ds["lsm"].values)
@@ -415,7 +393,7 @@ def _inspect_ismn(data: bytes, name: str, url: str, storage: Any) -> dict[str, A
                            "grid": {"kind": "point", "lat": station.get("lat", station.get("latitude")),
                                     "lon": station.get("lon", station.get("longitude"))}}
     if idx is not None and len(idx):
-        out["time"] = {"steps": len(idx), "first": _iso(idx[0]), "last": _iso(idx[-1])}
+        out["time"] = {"steps": len(idx), "first": iso_time(idx[0]), "last": iso_time(idx[-1])}
     if value_col is not None:
         out.update(main_variable=str(value_col),
                    stats=value_stats(table[value_col].to_numpy(dtype=np.float64), variable=str(value_col),
@@ -479,7 +457,7 @@ def _netcdf_overview(data: bytes, name: str, *, with_stats: bool = False) -> dic
     try:
         nc = netCDF4.Dataset(name, mode="r", memory=data)
     except Exception as err:
-        raise SmrayError(f"{name}: not a readable netCDF file ({_first_line(err)})") from None
+        raise SmrayError(f"{name}: not a readable netCDF file ({first_line(err, 160)})") from None
     out: dict[str, Any] = {"notes": []}
     try:
         with nc:
@@ -521,7 +499,7 @@ def _netcdf_overview(data: bytes, name: str, *, with_stats: bool = False) -> dic
     except SmrayError:
         raise
     except Exception as err:
-        raise SmrayError(f"{name}: corrupt netCDF file ({_first_line(err)})") from None
+        raise SmrayError(f"{name}: corrupt netCDF file ({first_line(err, 160)})") from None
     return out
 
 
@@ -548,27 +526,13 @@ def _hdf5_overview(data: bytes, name: str) -> dict[str, Any]:
                     variables.append({"name": path, "shape": list(obj.shape), "dtype": str(obj.dtype)})
             f.visititems(visit)
     except Exception as err:
-        raise SmrayError(f"{name}: corrupt or unreadable HDF5 file ({_first_line(err)})") from None
+        raise SmrayError(f"{name}: corrupt or unreadable HDF5 file ({first_line(err, 160)})") from None
     return {"variables": variables, "notes": ["HDF5 file of unknown layout: listing only"]}
 
 
 # --------------------------------------------------------------------------------------------
 # small helpers
 # --------------------------------------------------------------------------------------------
-def _iso(value: Any) -> str | None:
-    if value is None:
-        return None
-    if isinstance(value, str):
-        return value
-    try:
-        ts = np.datetime64(value, "s")
-    except (ValueError, TypeError):
-        return str(value)
-    if np.isnat(ts):
-        return None
-    text = str(ts)
-    return text[:10] if text.endswith("T00:00:00") else text
-
 
 def _attr(value: Any) -> Any:
     if isinstance(value, np.ndarray):
@@ -577,10 +541,6 @@ def _attr(value: Any) -> Any:
         return value[:300] + "…"
     return value
 
-
-def _first_line(err: BaseException) -> str:
-    lines = str(err).strip().splitlines()
-    return lines[0][:160] if lines else type(err).__name__
 
 
 def _size(n: Any) -> str:

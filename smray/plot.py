@@ -25,8 +25,9 @@ import pandas as pd
 import xarray as xr
 from matplotlib.figure import Figure
 
-from smray.config import StorageConfig, parse_date
+from smray.config import StorageConfig
 from smray.errors import SmrayError
+from smray.serial import as_date
 from smray.storage import filesystem, write_bytes
 
 CUBE_FORMAT = "smray-cube-1"
@@ -77,14 +78,6 @@ def store_dates(ds: xr.Dataset) -> list[dt.date]:
     if np.issubdtype(values.dtype, np.datetime64):
         return [d.date() for d in pd.to_datetime(values)]
     return [dt.date(1970, 1, 1) + dt.timedelta(days=int(v)) for v in values]
-
-
-def as_date(value: dt.date | str, field: str = "--date") -> dt.date:
-    if isinstance(value, dt.datetime):
-        return value.date()
-    if isinstance(value, dt.date):
-        return value
-    return parse_date(value, field)
 
 
 # --------------------------------------------------------------------------------------------
@@ -206,7 +199,7 @@ def plot_map(store_url: str, date: dt.date | str, out_png: str, var: str | None 
     """A quick-look map of one variable of a cube or map store on one day, with a colorbar and a
     title naming the store, variable, date and units; zoomed to the cells with data (land).
     Writes ``out_png`` (path or URL) and returns it."""
-    day = as_date(date)
+    day = as_date(date, "--date")
     ds = open_store(store_url, storage)
     fmt = store_format(ds, store_url)
     spec = var or DEFAULT_VAR[fmt]

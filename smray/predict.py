@@ -53,6 +53,7 @@ from smray.errors import SmrayError
 from smray.normalise import LAND_MIN, NormStats, block_mask, block_names, scale_inputs, unscale_target
 from smray.patches import window_all
 from smray.qc import FLAGS
+from smray.serial import as_optional_date, read_json
 from smray.storage import check_reachable, filesystem, join, read_bytes, resolve_storage, write_bytes
 
 PHYSICAL = "physical"
@@ -123,7 +124,7 @@ def describe_model(model_url: str, storage: StorageConfig, cube: cubemod.CubeInf
                          f"written by smray train, or the word 'physical'?)")
     if stats is None:
         try:
-            stats = json.loads(read_bytes(fs, join(root, NORMALISATION_FILE)))
+            stats = read_json(join(model_url, NORMALISATION_FILE), storage)
         except FileNotFoundError:
             raise SmrayError(f"{join(model_url, NORMALISATION_FILE)}: not found; the model's normalisation is "
                              f"unknown") from None
@@ -386,10 +387,10 @@ def calibrate(source: ModelSource, predictor: Predictor, storage: StorageConfig,
            "format": UNCERTAINTY_FORMAT}
     path = join(root, UNCERTAINTY_FILE)
     try:
-        cached = json.loads(read_bytes(fs, path))
-        if all(cached.get(k) == v for k, v in key.items()):
+        cached = read_json(join(source.url, UNCERTAINTY_FILE), storage)
+        if isinstance(cached, dict) and all(cached.get(k) == v for k, v in key.items()):
             return cached
-    except (FileNotFoundError, ValueError):
+    except (FileNotFoundError, SmrayError):
         pass
     t0 = time.perf_counter()
     tj = read_training_json(source.url, storage)
@@ -544,12 +545,6 @@ class PredictSummary:
                 f"{self.actors} actor(s), {self.seconds:.1f} s ({self.seconds_per_day:.2f} s/day) -> {self.out}")
 
 
-def _as_date(value: dt.date | str | None, name: str, default: dt.date) -> dt.date:
-    from smray.train import _as_date as as_date
-
-    return default if value is None else as_date(value, name)
-
-
 def store_signature(source: ModelSource, cube_url: str, cinfo: cubemod.CubeInfo, cfg: Config) -> dict[str, Any]:
     """What every day of a store must share: model, cube, grid, validity and interval settings."""
     return {"model_kind": source.kind, "model": source.url, "model_sha256": source.sha256,
@@ -649,7 +644,7 @@ def run_predict(cfg: Config, cube_url: str, model_url: str, out_url: str, start:
     storage = resolve_storage(cfg.storage)
     pc = cfg.predict
     cinfo0 = cubemod.info(cube_url, storage)
-    first, last = _as_date(start, "predict.start", cinfo0.start), _as_date(end, "predict.end", cinfo0.end)
+    first, last = as_optional_date(start, "predict.start", cinfo0.start), as_optional_date(end, "predict.end", cinfo0.end)
     cinfo, dates = cubemod.period_dates(cube_url, storage, first, last, fields=("predict.start", "predict.end"))
     if out_url.rstrip("/") == cube_url.rstrip("/"):
         raise SmrayError(f"--out: {out_url} is the cube itself; choose another URL for the map store")

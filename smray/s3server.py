@@ -30,7 +30,7 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-from smray.errors import SmrayError
+from smray.errors import SmrayError, first_line
 
 #: Dummy credentials handed to clients; moto accepts any.
 ACCESS_KEY_ID = "smray-local"
@@ -296,7 +296,7 @@ class LocalS3:
             if not isinstance(err, Exception):
                 raise
             raise SmrayError(f"s3 server: snapshot of {self.endpoint_url} into {data_dir} failed "
-                             f"({type(err).__name__}: {_first_line(err)}); the previous snapshot is kept") from None
+                             f"({type(err).__name__}: {first_line(err)}); the previous snapshot is kept") from None
         _swap_in(tmp, data_dir)
 
     def _dump_into(self, root: Path) -> None:
@@ -350,7 +350,7 @@ class LocalS3:
             raise
         except Exception as err:
             raise SmrayError(f"s3 server: cannot load {self.data_dir} into {self.endpoint_url} "
-                             f"({type(err).__name__}: {_first_line(err)})") from None
+                             f"({type(err).__name__}: {first_line(err)})") from None
 
 
 class _PortTaken(Exception):
@@ -421,11 +421,6 @@ def _fsync_dir(path: Path) -> None:
             os.fsync(fd)
         finally:
             os.close(fd)
-
-
-def _first_line(err: BaseException) -> str:
-    text = str(err).strip().splitlines()
-    return text[0][:200] if text else type(err).__name__
 
 
 def serve(host: str = "127.0.0.1", port: int = 9000, data_dir: str | Path | None = None) -> int:

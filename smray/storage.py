@@ -17,7 +17,7 @@ import fsspec
 from fsspec.implementations.local import LocalFileSystem
 
 from smray.config import S3Config, StorageConfig
-from smray.errors import SmrayError
+from smray.errors import SmrayError, first_line
 
 #: Rounds of s3fs's own retry loop (each round is up to ``S3Config.max_attempts`` botocore attempts).
 S3FS_RETRIES = 2
@@ -30,6 +30,14 @@ def protocol(url: str) -> str:
     if "://" not in url:
         return "file"
     return url.split("://", 1)[0].lower()
+
+
+def local_path(url: str) -> str | None:
+    """The local filesystem path of a plain path or ``file://`` URL (as given, not made absolute);
+    None for any other protocol."""
+    if protocol(url) != "file":
+        return None
+    return url[len("file://"):] if url.startswith("file://") else url
 
 
 def s3_options(cfg: S3Config | None = None) -> dict[str, Any]:
@@ -95,7 +103,7 @@ def storage_options(url: str, cfg: StorageConfig | None = None) -> dict[str, Any
 def filesystem(url: str, cfg: StorageConfig | None = None) -> tuple[fsspec.AbstractFileSystem, str]:
     """(filesystem, path) for ``url``. Local paths are made absolute."""
     if protocol(url) == "file":
-        url = os.path.abspath(url[7:] if url.startswith("file://") else url)
+        url = os.path.abspath(local_path(url))
     fs, path = fsspec.core.url_to_fs(url, **storage_options(url, cfg))
     if _is_s3(fs):
         # s3fs retries timeouts on top of botocore's attempts (its class default: 5 rounds); keep the
@@ -177,10 +185,10 @@ def check_reachable(url: str, cfg: StorageConfig | None = None, *, create: bool 
     except SmrayError:
         raise
     except PermissionError as err:
-        raise SmrayError(f"{url}: access denied at {where} ({_first_line(err)})") from None
+        raise SmrayError(f"{url}: access denied at {where} ({first_line(err)})") from None
     except Exception as err:  # botocore/aiohttp connection errors have no common base
         raise SmrayError(f"{url}: cannot reach S3 endpoint {where} ({type(err).__name__}: "
-                         f"{_first_line(err)})") from None
+                         f"{first_line(err)})") from None
 
 
 def _create_bucket(fs: fsspec.AbstractFileSystem, bucket: str) -> None:
@@ -224,11 +232,6 @@ def is_transient(err: BaseException) -> bool:
             return True
         cur = cur.__cause__ or cur.__context__
     return False
-
-
-def _first_line(err: BaseException) -> str:
-    text = str(err).strip().splitlines()
-    return text[0][:200] if text else type(err).__name__
 
 
 def is_empty(url: str, cfg: StorageConfig | None = None) -> bool:

@@ -67,7 +67,8 @@ from smray.config import Config, StorageConfig, to_dict
 from smray.errors import SmrayError
 from smray.models import build_model, input_channels
 from smray.normalise import NormStats, block_names, fit_stats
-from smray.storage import check_reachable, filesystem, join, protocol, read_bytes, resolve_storage, write_bytes
+from smray.serial import as_date, json_safe, read_json, write_json
+from smray.storage import check_reachable, filesystem, join, local_path, protocol, resolve_storage
 from smray.trainloop import (SUM_FIELDS, TARGET_SHIFT, EarlyStopping, eval_sums, make_optimizer, metrics_from_sums,
                              seed_everything, train_epoch_dp)
 
@@ -94,6 +95,9 @@ EVAL_BATCH_SIZE = 2048
 MIN_READER_CPUS = 0.25
 #: Ray Train checkpoints kept (the latest ones)
 CHECKPOINTS_KEPT = 2
+#: test only: ``"<epoch>:<marker_path>"`` makes rank 0 raise once after reporting that epoch (the marker
+#: file records that it did), to prove the retry from the latest checkpoint; read on the driver
+FAIL_ONCE_ENV = "SMRAY_TEST_FAIL_ONCE"
 Batch = tuple[Tensor, Tensor]
 
 
@@ -188,7 +192,8 @@ def train_func(config: dict[str, Any]) -> dict[str, Any]:
 
     ``config``: ``cfg`` (:class:`Config`), ``in_channels``, ``norm_stats`` (``NormStats.to_dict()``),
     ``target_span`` (m³/m³ per scaled unit), ``run`` (:func:`run_signature`), and optionally
-    ``fail_once`` ``(epoch, marker_path)``: raise once after reporting that epoch (fault-injection tests).
+    ``fail_once`` ``(epoch, marker_path)`` from :data:`FAIL_ONCE_ENV` (test only): raise once after
+    reporting that epoch.
     Returns (rank 0's is the result's ``return_value``) the start epoch and weight hashes.
     """
     from smray import raysupport as rs
@@ -296,15 +301,6 @@ class TrainSummary:
                 f"{self.samples_per_s:.0f} samples/s; {self.seconds:.0f} s -> {self.artefact}")
 
 
-def _as_date(value: dt.date | str, name: str) -> dt.date:
-    if isinstance(value, dt.datetime):
-        return value.date()
-    if isinstance(value, dt.date):
-        return value
-    try:
-        return dt.date.fromisoformat(str(value))
-    except ValueError:
-        raise SmrayError(f"{name}: expected a date YYYY-MM-DD, got {value!r}") from None
 
 
 def training_period(cube_url: str, storage: StorageConfig | None, start: dt.date, end: dt.date,
@@ -405,28 +401,24 @@ def existing_run(out_url: str, storage: StorageConfig, cfg: Config,
 def _storage_for_ray(out_url: str, storage: StorageConfig) -> tuple[str, Any]:
     from smray import raysupport as rs
 
-    if protocol(out_url) == "file":
-        path = out_url[7:] if out_url.startswith("file://") else out_url
+    path = local_path(out_url)
+    if path is not None:
         return os.path.join(os.path.abspath(path), RAY_TRAIN_DIR), None
     fs, path = filesystem(out_url, storage)
     return posixpath.join(path.rstrip("/"), RAY_TRAIN_DIR), rs.pyarrow_filesystem(fs)
 
 
-def _json_safe(obj: Any) -> Any:
-    if isinstance(obj, float):
-        return obj if math.isfinite(obj) else None
-    if isinstance(obj, dict):
-        return {k: _json_safe(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_json_safe(v) for v in obj]
-    if isinstance(obj, (np.floating, np.integer)):
-        return _json_safe(obj.item())
-    return obj
 
 
-def _write_json(url: str, storage: StorageConfig, data: dict[str, Any]) -> None:
-    fs, path = filesystem(url, storage)
-    write_bytes(fs, path, json.dumps(_json_safe(data), indent=1, default=str).encode())
+def _fail_once_from_env() -> tuple[int, str] | None:
+    """The test-only fault injection of :data:`FAIL_ONCE_ENV` as ``(epoch, marker_path)``; None when unset."""
+    value = os.environ.get(FAIL_ONCE_ENV, "")
+    if not value:
+        return None
+    epoch, sep, marker = value.partition(":")
+    if not sep or not epoch.strip().isdigit() or not marker:
+        raise SmrayError(f"{FAIL_ONCE_ENV}: expected <epoch>:<marker_path>, got {value!r}")
+    return int(epoch), marker
 
 
 def _resources(cfg: Config) -> tuple[bool, float]:
@@ -450,15 +442,13 @@ def _resources(cfg: Config) -> tuple[bool, float]:
 
 def run_training(cfg: Config, cube_url: str, train_start: dt.date | str, train_end: dt.date | str, out_url: str,
                  model_kind: str | None = None, workers: int | None = None,
-                 progress: Callable[[str], None] = print, *,
-                 fail_once: tuple[int, str] | None = None) -> TrainSummary:
+                 progress: Callable[[str], None] = print) -> TrainSummary:
     """Train ``model_kind`` (default ``model.kind``) on the patches of ``train_start``..``train_end``
     (inclusive) of the cube and write the artefacts to ``out_url`` (see the module docstring).
 
     ``workers`` overrides ``train.workers``. Starts a local Ray runtime when none is connected (and
     stops it again). Everything that can be checked before training is (period, patch counts,
-    storage, CPUs, a resumable checkpoint) and fails with one line. ``fail_once`` (tests only):
-    a worker raises once after reporting that epoch (``marker_path`` records it).
+    storage, CPUs, a resumable checkpoint) and fails with one line.
     """
     from smray.raysupport import init_ray, shutdown_ray
 
@@ -468,7 +458,7 @@ def run_training(cfg: Config, cube_url: str, train_start: dt.date | str, train_e
     if workers is not None:
         cfg = dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, workers=int(workers)))
     kind = cfg.model.kind
-    start, end = _as_date(train_start, "train_start"), _as_date(train_end, "train_end")
+    start, end = as_date(train_start, "train_start"), as_date(train_end, "train_end")
     storage = resolve_storage(cfg.storage)
     if kind != "svr" and protocol(out_url) == "memory":
         raise SmrayError(f"{out_url}: memory:// cannot hold Ray Train checkpoints (each worker is its own process); "
@@ -495,7 +485,7 @@ def run_training(cfg: Config, cube_url: str, train_start: dt.date | str, train_e
             summary = _run_svr(cfg, cube_url, storage, dates, stats, out_url, n_train, n_val, common, progress)
         else:
             summary = _run_torch(cfg, cube_url, storage, dates, stats, out_url, n_train, n_val, common, progress,
-                                 use_gpu=use_gpu, reader_cpus=reader_cpus, fail_once=fail_once)
+                                 use_gpu=use_gpu, reader_cpus=reader_cpus)
     finally:
         shutdown_ray(started)
     summary.seconds = time.perf_counter() - t_start
@@ -504,7 +494,7 @@ def run_training(cfg: Config, cube_url: str, train_start: dt.date | str, train_e
 
 def _run_torch(cfg: Config, cube_url: str, storage: StorageConfig, dates: list[dt.date], stats: NormStats,
                out_url: str, n_train: int, n_val: int, common: dict[str, Any], progress: Callable[[str], None], *,
-               use_gpu: bool, reader_cpus: float, fail_once: tuple[int, str] | None) -> TrainSummary:
+               use_gpu: bool, reader_cpus: float) -> TrainSummary:
     from smray import raysupport as rs
     from smray.patches import patch_dataset
 
@@ -512,7 +502,7 @@ def _run_torch(cfg: Config, cube_url: str, storage: StorageConfig, dates: list[d
     run = run_signature(cfg, cube_url, dates[0], dates[-1], stats)
     previous = existing_run(out_url, storage, cfg, run)
     resumed_from = previous[1] if previous else 0
-    _write_json(join(out_url, NORMALISATION_FILE), storage, stats.to_dict())
+    write_json(join(out_url, NORMALISATION_FILE), storage, stats.to_dict())
     storage_path, storage_fs = _storage_for_ray(out_url, storage)
     if previous and previous[2]:
         progress(f"train: {join(out_url, RAY_TRAIN_DIR, RUN_NAME)} already finished after epoch {resumed_from}; "
@@ -529,7 +519,7 @@ def _run_torch(cfg: Config, cube_url: str, storage: StorageConfig, dates: list[d
 
     span = float(stats.target_upper - stats.target_lower)
     config = {"cfg": cfg, "in_channels": input_channels(cfg.patches), "norm_stats": stats.to_dict(),
-              "target_span": span, "run": run, "fail_once": fail_once}
+              "target_span": span, "run": run, "fail_once": _fail_once_from_env()}
     progress(f"train: {cfg.model.kind} on Ray Train, {tc.workers} {'GPU' if use_gpu else 'CPU'} worker(s), "
              f"up to {tc.epochs} epochs -> {storage_path}")
     t0 = time.perf_counter()
@@ -583,9 +573,9 @@ def _finish_torch(cfg: Config, stats: NormStats, out_url: str, storage: StorageC
     artefact = ModelCheckpoint(model_state=best.model_state, in_channels=best.in_channels,
                                signature=config_signature(cfg.model, cfg.patches), epoch=best_epoch,
                                best_metric=float(stopper.get("best", math.nan)), norm_stats=stats.to_dict(),
-                               optimizer_state=None, extra=_json_safe(extra))
+                               optimizer_state=None, extra=json_safe(extra))
     save_checkpoint(join(out_url, MODEL_FILE), artefact, storage=storage)
-    _write_json(join(out_url, TRAINING_FILE), storage, {
+    write_json(join(out_url, TRAINING_FILE), storage, {
         **common, "model": MODEL_FILE, "fingerprint": artefact.fingerprint, "workers": tc.workers,
         "use_gpu": use_gpu, "epochs_completed": last.epoch, "resumed_from": resumed_from, "best_epoch": best_epoch,
         "stopped_early": summary.stopped_early, "val_loss": summary.val_loss, "val_rmse": summary.val_rmse,
@@ -643,7 +633,7 @@ def _run_svr(cfg: Config, cube_url: str, storage: StorageConfig, dates: list[dt.
     from smray.patches import patch_dataset
 
     tc = cfg.train
-    _write_json(join(out_url, NORMALISATION_FILE), storage, stats.to_dict())
+    write_json(join(out_url, NORMALISATION_FILE), storage, stats.to_dict())
     want = min(tc.svr_max_samples, n_train)
     fraction = min(1.0, 1.1 * want / n_train + 20.0 / n_train)  # a little more than needed, then the first `want`
     t0 = time.perf_counter()
@@ -668,7 +658,7 @@ def _run_svr(cfg: Config, cube_url: str, storage: StorageConfig, dates: list[dt.
     summary = TrainSummary(kind="svr", out=out_url, artefact=join(out_url, SVR_FILE), n_train=n_train, n_val=n_val,
                            val_loss=m["loss"], val_rmse=m["rmse"], val_r2=m["r2"], val_rmse_m3=m["rmse"] * span,
                            seconds=0.0, n_fitted=n_fitted, workers=1)
-    _write_json(join(out_url, TRAINING_FILE), storage, {
+    write_json(join(out_url, TRAINING_FILE), storage, {
         **common, "model": SVR_FILE, "fingerprint": model.fingerprint, "n_fitted": n_fitted,
         "n_support": int(model.support_vectors.shape[0]), "gamma": model.gamma, "features": model.features,
         "val_loss": m["loss"], "val_rmse": m["rmse"], "val_r2": m["r2"], "val_bias": m["bias"], "val_n": m["n"],
@@ -681,10 +671,7 @@ def _run_svr(cfg: Config, cube_url: str, storage: StorageConfig, dates: list[dt.
 def read_training_json(out_url: str, storage: StorageConfig | None = None) -> dict[str, Any]:
     """The ``training.json`` of a run (SmrayError when absent or invalid)."""
     url = join(out_url, TRAINING_FILE)
-    fs, path = filesystem(url, resolve_storage(storage))
     try:
-        return json.loads(read_bytes(fs, path))
+        return read_json(url, resolve_storage(storage))
     except FileNotFoundError:
         raise SmrayError(f"{url}: not found (has the training run finished?)") from None
-    except ValueError:
-        raise SmrayError(f"{url}: not valid JSON") from None

@@ -25,8 +25,8 @@ from smray.config import Config, PatchConfig, TrainConfig, load_config
 from smray.errors import SmrayError
 from smray.models import PixelMLP
 from smray.patches import count_samples
-from smray.train import (LAST_FILE, RAY_TRAIN_DIR, RUN_NAME, SUM_FIELDS, eval_sums, metrics_from_sums,
-                         run_training, train_epoch_dp)
+from smray.train import (FAIL_ONCE_ENV, LAST_FILE, RAY_TRAIN_DIR, RUN_NAME, SUM_FIELDS, eval_sums,
+                         metrics_from_sums, run_training, train_epoch_dp)
 from smray.trainloop import array_batches, make_optimizer, train_epoch
 
 START = dt.date(2011, 7, 1)
@@ -181,7 +181,9 @@ def resumed(nan_cube: Path, tmp_path_factory) -> dict:
     out = root / "out"
     marker = root / "failed-once"
     cfg1 = load_config(write_config(root / "cfg2.yaml", epochs=2))
-    first = run_training(cfg1, str(nan_cube), START, END, str(out), progress=quiet, fail_once=(1, str(marker)))
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv(FAIL_ONCE_ENV, f"1:{marker}")
+        first = run_training(cfg1, str(nan_cube), START, END, str(out), progress=quiet)
     run1 = json.loads((out / "training.json").read_text())
     last1 = sorted((out / RAY_TRAIN_DIR / RUN_NAME).glob("epoch_*"))[-1] / LAST_FILE
     cfg4 = write_config(root / "cfg4.yaml", epochs=4)

@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 import xarray as xr
 
-from smray.errors import SmrayError
+from smray.errors import SmrayError, first_line
 from smray.formats.detect import basename, load_source, parse_date
 from smray.grid import Grid
 
@@ -75,7 +75,7 @@ def read_cci_sm(source: Any, *, grid: Grid | None = None, name: str | None = Non
     try:
         nc = netCDF4.Dataset(fname, mode="r", memory=data)
     except Exception as err:
-        raise SmrayError(f"{fname}: not a readable netCDF file ({_first_line(err)})") from None
+        raise SmrayError(f"{fname}: not a readable netCDF file ({first_line(err, 160)})") from None
     try:
         with nc:
             if "sm" not in nc.variables:
@@ -121,7 +121,7 @@ def read_cci_sm(source: Any, *, grid: Grid | None = None, name: str | None = Non
     except SmrayError:
         raise
     except Exception as err:
-        raise SmrayError(f"{fname}: corrupt netCDF file ({_first_line(err)})") from None
+        raise SmrayError(f"{fname}: corrupt netCDF file ({first_line(err, 160)})") from None
     oriented = {}
     out_grid = None
     for var, arr in raw.items():
@@ -174,8 +174,3 @@ def _times(nc: Any) -> np.ndarray | None:
         return None
     return np.array([np.datetime64(dt.datetime(v.year, v.month, v.day, v.hour, v.minute, v.second), "ns")
                      for v in np.atleast_1d(vals)])
-
-
-def _first_line(err: BaseException) -> str:
-    lines = str(err).strip().splitlines()
-    return lines[0][:160] if lines else type(err).__name__

@@ -35,10 +35,10 @@ from typing import Any
 import numpy as np
 import xarray as xr
 
-from smray.errors import SmrayError
+from smray.errors import SmrayError, first_line
 from smray.grid import Grid
 from smray.regrid import bilinear_to_grid, reduced_gaussian_to_grid
-from smray.storage import filesystem, protocol, read_bytes
+from smray.storage import filesystem, local_path, read_bytes
 
 __all__ = ["write_era_netcdf", "read_era", "read_era_native", "regrid_era", "pack_int16",
            "ERA_TIME_UNITS", "ERA_FILL_INT16"]
@@ -368,8 +368,8 @@ def _open_source(source: str | os.PathLike | bytes) -> tuple[str, bytes | None, 
             raise SmrayError("<bytes>: empty input, not a GRIB or netCDF file")
         return "<bytes>", data, None
     url = os.fspath(source)
-    if protocol(url) == "file":
-        path = url[7:] if url.startswith("file://") else url
+    path = local_path(url)
+    if path is not None:
         if not os.path.isfile(path):
             raise SmrayError(f"{url}: file not found")
         if os.path.getsize(path) == 0:
@@ -383,7 +383,7 @@ def _open_source(source: str | os.PathLike | bytes) -> tuple[str, bytes | None, 
     except SmrayError:
         raise
     except Exception as err:  # noqa: BLE001 - storage backends raise many kinds
-        raise SmrayError(f"{url}: cannot read ({type(err).__name__}: {_first_line(err)})") from None
+        raise SmrayError(f"{url}: cannot read ({type(err).__name__}: {first_line(err)})") from None
     if not data:
         raise SmrayError(f"{url}: empty file, not a GRIB or netCDF file")
     return url, data, None
@@ -393,11 +393,6 @@ def _head(path: str | None, n: int) -> bytes:
     assert path is not None
     with open(path, "rb") as fh:
         return fh.read(n)
-
-
-def _first_line(err: BaseException) -> str:
-    text = str(err).strip().splitlines()
-    return text[0][:200] if text else type(err).__name__
 
 
 # --- GRIB ---------------------------------------------------------------------------------------
@@ -484,7 +479,7 @@ def _guarded(name: str, what: str, fn: TakeFn) -> TakeFn:
         except SmrayError:
             raise
         except Exception as err:  # noqa: BLE001 - cfgrib/eccodes/netCDF backends raise many kinds
-            raise SmrayError(f"{name}: cannot decode {what} ({type(err).__name__}: {_first_line(err)})") from None
+            raise SmrayError(f"{name}: cannot decode {what} ({type(err).__name__}: {first_line(err)})") from None
     return take
 
 
@@ -496,7 +491,7 @@ def _cfgrib_field(name: str, path: str, short_name: str, grid_type: str, stack: 
                              backend_kwargs={"filter_by_keys": {"shortName": short_name}, "indexpath": ""})
     except Exception as err:  # noqa: BLE001 - cfgrib/eccodes raise many kinds
         raise SmrayError(f"{name}: cannot decode {short_name} from GRIB ({type(err).__name__}: "
-                         f"{_first_line(err)})") from None
+                         f"{first_line(err)})") from None
     stack.callback(ds.close)
     da = ds[short_name]
     spatial = ("values",) if "values" in da.dims else ("latitude", "longitude")
@@ -547,7 +542,7 @@ def _open_netcdf(name: str, data: bytes, stack: contextlib.ExitStack) -> xr.Data
             ds = xr.open_dataset(io.BytesIO(data), engine="h5netcdf", decode_timedelta=False)
     except Exception as err:  # noqa: BLE001 - backends raise OSError/ValueError/KeyError/...
         raise SmrayError(f"{name}: truncated or corrupt netCDF ({type(err).__name__}: "
-                         f"{_first_line(err)})") from None
+                         f"{first_line(err)})") from None
     stack.callback(ds.close)
     return ds
 
@@ -566,7 +561,7 @@ def _read_netcdf(name: str, data: bytes, variable: str, stack: contextlib.ExitSt
         lon = np.asarray(ds[lon_name].values, dtype=np.float64)
     except Exception as err:  # noqa: BLE001 - lazy backends fail here on truncated files
         raise SmrayError(f"{name}: truncated or corrupt netCDF ({type(err).__name__}: "
-                         f"{_first_line(err)})") from None
+                         f"{first_line(err)})") from None
     if lat.ndim != 1 or lon.ndim != 1 or lat.size < 2 or lon.size < 2:
         raise SmrayError(f"{name}: unexpected grid, latitude/longitude must be 1-D with ≥2 points "
                          f"(got {lat.shape}, {lon.shape})")

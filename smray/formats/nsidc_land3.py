@@ -27,9 +27,10 @@ from typing import Any
 import numpy as np
 import xarray as xr
 
-from smray.errors import SmrayError
+from smray.errors import SmrayError, first_line
 from smray.formats.detect import basename, load_source, parse_date, source_name
 from smray.grid import Grid
+from smray.storage import local_path
 
 # --- EASE-Grid v1, global "ML" 25 km (NSIDC) --------------------------------------------------
 EARTH_RADIUS_KM = 6371.228  #: authalic sphere radius of EASE-Grid v1
@@ -167,9 +168,8 @@ def _local_path(source: Any, name: str | None = None) -> Iterator[str]:
     and bytes through a temporary file that is removed afterwards."""
     label = source_name(source, name)
     if not isinstance(source, (bytes, bytearray, memoryview)):
-        path = os.fspath(source)
-        if "://" not in path or path.startswith("file://"):
-            local = path[7:] if path.startswith("file://") else path
+        local = local_path(os.fspath(source))
+        if local is not None:
             if not os.path.exists(local):
                 raise SmrayError(f"{label}: file not found")
             yield local
@@ -192,14 +192,14 @@ def list_fields(source: Any, *, name: str | None = None) -> dict[str, tuple[tupl
         try:
             sd = SD.SD(local, SD.SDC.READ)
         except Exception as err:
-            raise SmrayError(f"{fname}: not a readable HDF4 file ({_first_line(err)})") from None
+            raise SmrayError(f"{fname}: not a readable HDF4 file ({first_line(err, 160)})") from None
         try:
             out = {}
             for sds_name, (_dims, shape, hdf_type, _index) in sd.datasets().items():
                 out[sds_name] = (tuple(int(n) for n in np.atleast_1d(shape)), _HDF_TYPES.get(hdf_type, str(hdf_type)))
             return out
         except Exception as err:
-            raise SmrayError(f"{fname}: corrupt HDF4 file ({_first_line(err)})") from None
+            raise SmrayError(f"{fname}: corrupt HDF4 file ({first_line(err, 160)})") from None
         finally:
             sd.end()
 
@@ -232,7 +232,7 @@ def read_nsidc_land3_native(source: Any, *, passes: Sequence[str] = ("A", "D"),
         try:
             sd = SD.SD(local, SD.SDC.READ)
         except Exception as err:  # pyhdf raises HDF4Error for anything unreadable
-            raise SmrayError(f"{fname}: not a readable HDF4 file ({_first_line(err)})") from None
+            raise SmrayError(f"{fname}: not a readable HDF4 file ({first_line(err, 160)})") from None
         try:
             available = sd.datasets()
             for key, sds_name in wanted.items():
@@ -252,7 +252,7 @@ def read_nsidc_land3_native(source: Any, *, passes: Sequence[str] = ("A", "D"),
         except SmrayError:
             raise
         except Exception as err:
-            raise SmrayError(f"{fname}: corrupt HDF4 file ({_first_line(err)})") from None
+            raise SmrayError(f"{fname}: corrupt HDF4 file ({first_line(err, 160)})") from None
         finally:
             sd.end()
     lat, _ = ease_inverse(np.arange(EASE_NROWS), np.zeros(EASE_NROWS))
@@ -295,11 +295,6 @@ def read_nsidc_land3(source: Any, *, grid: Grid | None = None, passes: Sequence[
               "lat": ("lat", grid.lat, {"units": "degrees_north"}),
               "lon": ("lon", grid.lon, {"units": "degrees_east"})}
     return xr.Dataset(data_vars, coords=coords, attrs=attrs)
-
-
-def _first_line(err: BaseException) -> str:
-    lines = str(err).strip().splitlines()
-    return (lines[0][:160] if lines else type(err).__name__) or type(err).__name__
 
 
 # --------------------------------------------------------------------------------------------
