@@ -13,11 +13,11 @@ import math
 
 import numpy as np
 import pytest
-from conftest import build_twin_and_cube
 
 from smray.checkpoint import load_model
 from smray.cli import main
 from smray.config import load_config
+from smray.testing import SMALL_RUN, build_twin_and_cube, merged, quiet, write_config
 from smray.train import run_training, state_sha256
 
 START = dt.date(2011, 7, 1)
@@ -27,37 +27,16 @@ EPOCHS = 30
 PATIENCE = 1
 
 #: one worker, a fixed seed and few patches: deterministic and a few seconds an epoch
-CONFIG = f"""\
-grid:
-  res: 1.0
-ray:
-  num_cpus: 4
-patches:
-  per_day: 800
-  train_per_day: 600
-  val_per_day: 200
-train:
-  workers: 1
-  cpus_per_worker: 0.5
-  batch_size: 64
-  lr: 0.003
-  epochs: {EPOCHS}
-  patience: {PATIENCE}
-  seed: 0
-"""
-
-
-def quiet(_: str) -> None:
-    pass
+TRAIN = merged(SMALL_RUN, {"grid": {"res": 1.0}, "patches": {"per_day": 800, "train_per_day": 600, "val_per_day": 200},
+                           "train": {"batch_size": 64, "lr": 0.003, "epochs": EPOCHS, "patience": PATIENCE, "seed": 0}})
 
 
 @pytest.fixture(scope="module")
 def stopped(tmp_path_factory, ray_local) -> dict:
     """A 1° twin of 3 days, its cube, and one CNN run that stops early."""
     root = tmp_path_factory.mktemp("early")
-    _, cube_path = build_twin_and_cube(root, START, DAYS, 1.0, seed=5)
-    cfg_path = root / "train.yaml"
-    cfg_path.write_text(CONFIG)
+    _, cube_path = build_twin_and_cube(root, start=START, days=DAYS, res=1.0, seed=5)
+    cfg_path = write_config(root / "train.yaml", base=TRAIN)
     cfg = load_config(cfg_path)
     out = root / "cnn"
     summary = run_training(cfg, str(cube_path), START, END, str(out), progress=quiet)

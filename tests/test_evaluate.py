@@ -1,5 +1,5 @@
 """smray evaluate end to end on a tiny regional twin: map stores written to the smray-maps-1 schema
-(prediction = reference + known bias + noise) are scored, and every number is recomputed here with
+(smray.testing.write_map_store: prediction = reference + known bias + noise) are scored, and every number is recomputed here with
 plain numpy from the arrays written: overall, per pass, by latitude band, by MPDI vegetation class,
 anomaly R, against the twin's truth and against ISMN stations (a station written in the real ISMN
 format at a twin cell, the real SCAN file, a real station without overlapping days, one off the
@@ -19,13 +19,13 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import build_twin_and_cube
 import xarray as xr
 
-from smray import cube as cubemod, qc as qcmod
+from smray import cube as cubemod
 from smray.cli import main
-from smray.config import Config, load_config, to_dict
+from smray.config import load_config
 from smray.evaluate import LAT_BANDS, VEGETATION, run_evaluate
+from smray.testing import PNG_SIGNATURE, build_twin_and_cube, quiet, write_map_store, write_stm
 
 START = dt.date(2011, 7, 1)
 DAYS = 4
@@ -36,88 +36,8 @@ ANOMALY_MIN_DAYS = 3
 MANDATORY = ("r2", "rmse", "rmse_norm", "bias", "ubrmsd", "pearson_r", "n")
 SCAN_FILE = "ismn/header_values/SCAN/AAMU-jtg/SCAN_SCAN_AAMU-jtg_sm_0.050800_0.050800_Hydraprobe-Analog-(2.5-Volt)_" \
             "20070101_20131231.stm"
-PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
 pytestmark = [pytest.mark.slow, pytest.mark.ray]
-
-
-def quiet(_: str) -> None:
-    pass
-
-
-# --------------------------------------------------------------------------------------------
-# Builders: a map store in the smray-maps-1 schema, an ISMN station file in the real format
-# --------------------------------------------------------------------------------------------
-def write_map_store(url: str, cube_url: str, *, kind: str = "cnn", bias: tuple[float, float] = (0.02, -0.01),
-                    noise: float = 0.03, seed: int = 0, days: list[dt.date] | None = None,
-                    norm: tuple[float, float] | None = (LOWER, UPPER), fmt: str = "smray-maps-1",
-                    crop: int = 0, storage_options: dict | None = None) -> xr.Dataset:
-    """Per pass: the cube's swvl1 + ``bias[pass]`` + N(0, ``noise``) with 10% gaps; combined: the mean
-    of the available passes. Every variable, coordinate and attribute of the schema (docs/evaluate.md)."""
-    ds = cubemod.open_cube(cube_url).load()
-    if days is not None:
-        ds = ds.sel(time=[np.datetime64(d) for d in days])
-    if crop:
-        ds = ds.isel(lat=slice(crop, None))
-    rng = np.random.default_rng(seed)
-    ref = ds["swvl1"].values.astype(np.float64)
-    per = []
-    for b in bias:
-        v = ref + b + noise * rng.standard_normal(ref.shape)
-        v[rng.random(ref.shape) < 0.1] = np.nan
-        per.append(v.astype(np.float32))
-    both = np.isfinite(per[0]) & np.isfinite(per[1])
-    comb = np.where(both, (per[0].astype(np.float64) + per[1]) / 2, np.where(np.isfinite(per[0]), per[0], per[1]))
-    t = ((ds["time"].values - np.datetime64("1970-01-01")) // np.timedelta64(1, "D")).astype(np.int64)
-    dims = ("time", "lat", "lon")
-    sm = {"grid_mapping": "crs", "coordinates": "time lat lon", "units": "m3 m-3",
-          "standard_name": "volume_fraction_of_condensed_water_in_soil"}
-    out = xr.Dataset(
-        {"soil_moisture": (dims, comb.astype(np.float32),
-                           {**sm, "long_name": "surface soil moisture (0-7 cm), mean of the available passes",
-                            "ancillary_variables": "soil_moisture_uncertainty qc", "cell_methods": "time: mean"}),
-         "soil_moisture_asc": (dims, per[0], {**sm, "long_name": "surface soil moisture, ascending pass (13:30)"}),
-         "soil_moisture_desc": (dims, per[1], {**sm, "long_name": "surface soil moisture, descending pass (01:30)"}),
-         "soil_moisture_uncertainty": (dims, np.full(comb.shape, 0.05, np.float32),
-                                       {**sm, "coverage": 0.9, "method": "fixed (test)"}),
-         "qc": (("time", "pass", "lat", "lon"), ds["qc"].values, {**qcmod.cf_attrs(), "grid_mapping": "crs"}),
-         "land_fraction": (("lat", "lon"), ds["land_fraction"].values.astype(np.float32)),
-         "crs": ((), np.int32(0), {"grid_mapping_name": "latitude_longitude", "semi_major_axis": 6378137.0,
-                                   "inverse_flattening": 298.257223563}),
-         "time_bnds": (("time", "nv"), np.stack([t, t + 1], axis=1))},
-        coords={"time": ("time", t, {"units": "days since 1970-01-01", "calendar": "proleptic_gregorian",
-                                      "axis": "T", "bounds": "time_bnds"}),
-                "lat": ("lat", ds["lat"].values, {"standard_name": "latitude", "units": "degrees_north"}),
-                "lon": ("lon", ds["lon"].values, {"standard_name": "longitude", "units": "degrees_east"}),
-                "pass": ("pass", np.array(["A", "D"]))})
-    grid = json.loads(ds.attrs["smray_grid"])
-    if crop:
-        grid["row0"] += crop
-    out.attrs = {"Conventions": "CF-1.8", "title": f"test maps ({kind})", "smray_format": fmt,
-                 "smray_version": "0.1.0", "smray_grid": json.dumps(grid), "smray_model_kind": kind,
-                 "smray_model": f"file:///models/{kind}", "smray_model_fingerprint": "test",
-                 "smray_checkpoint_sha256": "0" * 64,
-                 "smray_norm_stats": json.dumps({"target_lower": norm[0], "target_upper": norm[1]}) if norm else "",
-                 "smray_cube": cube_url, "smray_config": json.dumps(to_dict(Config())), "smray_packages": "{}"}
-    enc = {v: {"chunks": (1, *out[v].shape[1:])} for v in ("soil_moisture", "soil_moisture_asc",
-                                                            "soil_moisture_desc", "soil_moisture_uncertainty", "qc")}
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", UserWarning)  # zarr: the 'pass' strings have no v3 spec yet
-        warnings.simplefilter("ignore", FutureWarning)
-        out.to_zarr(url, mode="w", consolidated=False, zarr_format=3, encoding=enc, storage_options=storage_options)
-    return out
-
-
-def write_stm(path: Path, *, lat: float, lon: float, depth: tuple[float, float], hours: list[tuple[str, float, str]],
-              station: str = "TWIN-1") -> Path:
-    """An ISMN header+values file as the real ones are laid out (CR line ends, fixed-width header)."""
-    head = (f"TWINNET    TWINNET         {station:<16s}{lat:10.5f}{lon:12.5f}  100.00{depth[0]:8.4f}{depth[1]:8.4f} "
-            f"TestProbe ")
-    body = [f"{stamp}   {value:.4f} {flag} M " for stamp, value, flag in hours]
-    name = f"TWINNET_TWINNET_{station}_sm_{depth[0]:.6f}_{depth[1]:.6f}_TestProbe_20110101_20111231.stm"
-    out = path / name
-    out.write_bytes("\r".join([head, *body]).encode("latin-1"))
-    return out
 
 
 # --------------------------------------------------------------------------------------------
@@ -128,10 +48,7 @@ def tiny(tmp_path_factory) -> dict[str, Any]:
     """The twin and its cube. The CLI joins the session's Ray runtime when one is up, else starts its own
     (smray.raysupport.init_ray, which retries a slow raylet start on a busy machine)."""
     root = tmp_path_factory.mktemp("evaluate")
-    bbox = ",".join(str(v) for v in BBOX)
-    cfg = root / "ingest.yaml"
-    cfg.write_text(f"grid:\n  res: 1.0\n  bbox: [{bbox}]\n")
-    twin, cube = build_twin_and_cube(root, START, DAYS, 1.0, seed=3, config=cfg, synth_args=("--bbox", bbox))
+    twin, cube = build_twin_and_cube(root, start=START, days=DAYS, res=1.0, bbox=BBOX, seed=3)
     return {"root": root, "twin": twin, "cube": str(cube)}
 
 
@@ -140,10 +57,10 @@ def stores(tiny: dict[str, Any]) -> dict[str, str]:
     root, cube = tiny["root"], tiny["cube"]
     out = {"cnn": str(root / "cnn.zarr"), "svr": str(root / "svr.zarr"), "physical": str(root / "physical.zarr"),
            "cnn_2": str(root / "cnn_copy.zarr")}
-    write_map_store(out["cnn"], cube, kind="cnn")
-    write_map_store(out["svr"], cube, kind="svr", bias=(0.0, 0.03), noise=0.05, seed=1)
-    write_map_store(out["physical"], cube, kind="physical", bias=(-0.03, -0.02), noise=0.06, seed=2, norm=None,
-                    days=[START + dt.timedelta(days=k) for k in range(1, DAYS)])
+    write_map_store(out["cnn"], cube_url=cube, kind="cnn", seed=0, norm=(LOWER, UPPER))
+    write_map_store(out["svr"], cube_url=cube, kind="svr", bias=(0.0, 0.03), noise=0.05, seed=1, norm=(LOWER, UPPER))
+    write_map_store(out["physical"], cube_url=cube, kind="physical", bias=(-0.03, -0.02), noise=0.06, seed=2,
+                    norm=None, days=[START + dt.timedelta(days=k) for k in range(1, DAYS)])
     shutil.copytree(out["cnn"], out["cnn_2"])
     return out
 
@@ -415,7 +332,7 @@ def test_bad_inputs_are_one_line_cli_errors(case: str, expected: str, tiny: dict
         argv = base + ["--maps", tiny["cube"]]
     elif case == "other_grid":
         other = str(tmp_path / "other.zarr")
-        write_map_store(other, tiny["cube"], crop=5)
+        write_map_store(other, cube_url=tiny["cube"], seed=0, crop=5)
         argv = base + maps + ["--maps", other]
     elif case == "no_overlap":
         argv = base + ["--maps", stores["physical"], "--start", "2011-07-01", "--end", "2011-07-01"]
