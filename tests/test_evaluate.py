@@ -1,9 +1,10 @@
 """smray evaluate end to end on a tiny regional twin: map stores written to the smray-maps-1 schema
-(smray.testing.write_map_store: prediction = reference + known bias + noise) are scored, and every number is recomputed here with
-plain numpy from the arrays written: overall, per pass, by latitude band, by MPDI vegetation class,
-anomaly R, against the twin's truth and against ISMN stations (a station written in the real ISMN
-format at a twin cell, the real SCAN file, a real station without overlapping days, one off the
-grid). The report and its PNG figures exist and are images; bad inputs are one-line CLI errors."""
+(smray.testing.write_map_store: prediction = reference + known bias + noise) are scored, and every
+number is recomputed here with plain numpy from the arrays written: overall, per pass, by latitude
+band, by MPDI vegetation class, anomaly R, against the twin's truth and against ISMN stations (a
+station written in the real ISMN format at a twin cell, the real SCAN file, a real station without
+overlapping days, one off the grid). The report and its PNG figures exist and are images; bad inputs
+are one-line CLI errors."""
 
 from __future__ import annotations
 
