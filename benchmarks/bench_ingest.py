@@ -12,7 +12,7 @@ What it does, all in a temporary directory:
 2. throughput: for 1 and then 2 CPUs, a fresh local Ray runtime, one warmed-up worker per CPU
    (interpreter start and imports, no data) and a trivial Ray Data pipeline (Ray Data's one-time
    start on a cluster), then the timed ingest of the global twin
-   (``run_ingest`` wall time: discovery, template, day tasks, finalize; not Ray's start-up)
+   (``smray.stages.ingest.ingest_days`` wall time: discovery, template, day tasks, finalize; not Ray's start-up)
    → days/minute;
 3. memory: a fresh 2-CPU runtime per run, ingest ``--mem-days // 3`` and ``--mem-days`` days of the
    regional twin while a thread samples the RSS of every Ray worker process (psutil, every 50 ms)
@@ -110,9 +110,12 @@ def _config(twin: Path, out: Path, days: int, bbox: str | None):
     if bbox:
         grid["bbox"] = [float(v) for v in bbox.split(",")]
     end = START + dt.timedelta(days=days - 1)
-    return config_from_dict({"grid": grid, "ingest": {"tb": f"{twin}/amsr", "ref": f"{twin}/era_interim",
-                                                      "out": str(out), "start": START.isoformat(),
-                                                      "end": end.isoformat()}})
+    return config_from_dict({"grid": grid, "paths": {"tb": f"{twin}/amsr", "ref": f"{twin}/era_interim",
+                                                     "cube": str(out), "ingest": {"start": START.isoformat(),
+                                                                                  "end": end.isoformat()}}})
+
+
+
 
 
 class WorkerMemory:
@@ -166,7 +169,6 @@ def throughput(twin: Path, work: Path, days: int, num_cpus: int) -> tuple[float,
     steady days/minute between the first and the last finished day)."""
     import re
 
-    from smray.ingest import run_ingest
 
     stamps: list[float] = []
 
@@ -174,11 +176,13 @@ def throughput(twin: Path, work: Path, days: int, num_cpus: int) -> tuple[float,
         if re.match(r"ingest: \d{4}-\d\d-\d\d ", line):
             stamps.append(time.perf_counter())
 
+    from smray.stages.ingest import ingest_days
+
     _ray_start(num_cpus)
     try:
         _warm_workers(num_cpus)
         t0 = time.perf_counter()
-        summary = run_ingest(_config(twin, work / f"cube-{num_cpus}cpu.zarr", days, None), progress=progress)
+        summary = ingest_days(_config(twin, work / f"cube-{num_cpus}cpu.zarr", days, None), progress)
         seconds = time.perf_counter() - t0
     finally:
         _ray_stop()
@@ -189,13 +193,13 @@ def throughput(twin: Path, work: Path, days: int, num_cpus: int) -> tuple[float,
 
 def memory(twin: Path, work: Path, days: int, bbox: str, num_cpus: int = 2) -> tuple[int, float]:
     """(largest worker RSS in bytes, seconds) of ingesting ``days`` regional days on a fresh runtime."""
-    from smray.ingest import run_ingest
+    from smray.stages.ingest import ingest_days
 
     _ray_start(num_cpus)
     try:
         with WorkerMemory() as mem:
             t0 = time.perf_counter()
-            summary = run_ingest(_config(twin, work / f"mem-{days}.zarr", days, bbox), progress=lambda _: None)
+            summary = ingest_days(_config(twin, work / f"mem-{days}.zarr", days, bbox), lambda _: None)
             seconds = time.perf_counter() - t0
     finally:
         _ray_stop()

@@ -32,11 +32,11 @@ GB = 1024**3
 
 def run(out: str, days: int, res: float, spinup: int) -> tuple[float, float, float]:
     """(seconds, peak tree bytes, peak single-worker bytes) for one twin."""
-    cfg = config_from_dict({"grid": {"res": res}, "synth": {"out": out, "start": "2011-07-01", "days": days,
+    cfg = config_from_dict({"grid": {"res": res}, "synth": {"start": "2011-07-01", "days": days,
                                                           "spinup_days": spinup, "seed": 0}})
     with PeakMemory() as mem:
         t0 = time.perf_counter()
-        generate_twin(cfg, progress=lambda _msg: None)
+        generate_twin(cfg, out, progress=lambda _msg: None)
         seconds = time.perf_counter() - t0
     return seconds, mem.peak_bytes, mem.peak_worker_bytes
 

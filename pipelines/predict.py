@@ -6,7 +6,7 @@ Example::
         --cube s3://bucket/cube.zarr --model s3://bucket/models/cnn --start 2011-07-01 --end 2011-07-31 \\
         --out s3://bucket/maps/cnn.zarr
 
-The config's ``predict`` section can supply cube/model/out/start/end; the flags override it.
+The config's ``paths`` section can supply the cube, model, store and days; the flags override it.
 Submitting the same command again skips finished days; a later ``--end`` appends.
 """
 

@@ -29,48 +29,48 @@ def _bbox(text: str) -> list[float]:
     return values
 
 
-def _synth_overrides(args: argparse.Namespace) -> dict:
-    synth: dict = {}
-    for key in ("out", "start", "days", "seed", "overwrite", "spinup_days"):
-        value = getattr(args, key, None)
-        if value is not None and value is not False:
-            synth[key] = value
-    grid: dict = {}
-    if args.res is not None:
-        grid["res"] = args.res
-    if args.bbox is not None:
-        grid["bbox"] = args.bbox
-    return {"synth": synth, "grid": grid}
+def _overrides(args: argparse.Namespace, flags: dict[str, str], extra: dict | None = None) -> dict:
+    """Nested config overrides from the flags that were given: ``flags`` maps an argument name to a
+    dotted config key (``{"out": "paths.twin"}``); ``extra`` adds fixed values the same way."""
+    values = {key: getattr(args, name, None) for name, key in flags.items()}
+    values.update(extra or {})
+    out: dict = {}
+    for key, value in values.items():
+        if value is None or value is False:
+            continue
+        *sections, last = key.split(".")
+        node = out
+        for section in sections:
+            node = node.setdefault(section, {})
+        node[last] = value
+    return out
 
 
-# --------------------------------------------------------------------------------------------
-# Subcommands
-# --------------------------------------------------------------------------------------------
-def cmd_synth(args: argparse.Namespace) -> int:
+def _load(args: argparse.Namespace, flags: dict[str, str], extra: dict | None = None):  # -> Config
     from smray.config import load_config
-    from smray.raysupport import init_ray, shutdown_ray
-    from smray.synth.twin import check_archive_target, generate_twin
 
-    cfg = load_config(args.config, _synth_overrides(args))
-    check_archive_target(cfg.synth.out, cfg.storage, cfg.synth.overwrite)  # fail before starting Ray
-    started = init_ray(cfg.ray)
-    try:
-        summary = generate_twin(cfg)
-    finally:
-        shutdown_ray(started)
-    _report_twin(summary)
+    return load_config(args.config, _overrides(args, flags, extra))
+
+
+def _progress() -> Callable[[str], None]:
+    return functools.partial(print, flush=True)
+
+
+# --------------------------------------------------------------------------------------------
+# Subcommands: each loads the config with its flags as overrides and runs one stage
+# --------------------------------------------------------------------------------------------
+SYNTH_FLAGS = {"out": "paths.twin", "start": "synth.start", "days": "synth.days", "seed": "synth.seed",
+               "spinup_days": "synth.spinup_days", "res": "grid.res", "bbox": "grid.bbox"}
+
+
+def cmd_synth(args: argparse.Namespace) -> int:
+    from smray.stages import twin
+
+    cfg = _load(args, SYNTH_FLAGS, {"synth.overwrite": args.overwrite})
+    summary = twin.run(cfg, _progress(), force=args.overwrite)
+    for result in summary.results.values():
+        _report_twin(result)
     return 0
-
-
-def _report_twin(summary) -> None:  # smray.synth.twin.TwinSummary
-    kinds: dict[str, int] = {}
-    for f in summary.files:
-        top = f.split("/", 1)[0] if "/" in f else f
-        kinds[top] = kinds.get(top, 0) + 1
-    parts = ", ".join(f"{n} {k}" for k, n in sorted(kinds.items()))
-    obs = ", ".join(f"{p} {100 * v:.0f}%" for p, v in summary.observed_fraction.items())
-    print(f"synth: wrote {summary.days} days to {summary.out} in {summary.seconds:.0f} s "
-          f"({summary.days_per_minute():.1f} days/min): {parts}; observed cells per pass-day: {obs}")
 
 
 def cmd_s3_serve(args: argparse.Namespace) -> int:
@@ -96,108 +96,105 @@ def _environment(values: dict[str, str]) -> Iterator[None]:
 
 def cmd_demo(args: argparse.Namespace) -> int:
     """The embedded default: a local S3 endpoint, one local Ray runtime, the whole chain on the twin
-    (twin → ingest → train → predict → evaluate, smray.reprocess); finished stages are skipped."""
+    (twin → ingest → train → predict → evaluate, smray.stages.chain); finished stages are skipped."""
     from smray.config import load_config
-    from smray.reprocess import run_reprocess
     from smray.s3server import LocalS3
+    from smray.stages.chain import run_chain
 
     cfg = load_config(args.config or DEMO_CONFIG)
     data_dir = Path(args.data).resolve()
     print(f"demo: starting the local S3 endpoint (objects persist in {data_dir})")
     with LocalS3(port=args.port, data_dir=data_dir) as s3, _environment(s3.env()):
         print(f"demo: S3 endpoint {s3.endpoint_url}")
-        summary = run_reprocess(cfg, progress=functools.partial(print, flush=True))
+        summary = run_chain(cfg, progress=_progress())
         print(f"demo: saving the bucket contents to {data_dir} ...")
-    plan = summary.plan
 
     def on_disk(url: str) -> str:
         return f"{data_dir}/{url.split('://', 1)[-1]}" if url.startswith("s3://") else url
 
-    where = [("twin", plan.twin), ("cube", plan.cube)] + [(f"model {k}", u) for k, u in plan.model_dirs.items()]
-    where += [(f"maps {k}", u) for k, u in plan.maps.items()]
-    where += [("report", plan.report)] if "evaluate" in plan.stages else []
     print("demo: done. Outputs on the local S3 endpoint, saved on disk:")
-    for name, url in where:
-        if url:
-            print(f"  {name:14s} {url}  ->  {on_disk(url)}")
-    if "evaluate" in plan.stages:
-        print(f"demo: the report (CNN vs SVR vs physical, maps): {on_disk(plan.report)}/report.md")
+    for name, url in summary.outputs():
+        print(f"  {name:14s} {url}  ->  {on_disk(url)}")
+    if "evaluate" in summary.plan.stages:
+        print(f"demo: the report (CNN vs SVR vs physical, maps): {on_disk(summary.plan.layout.need('report'))}"
+              f"/report.md")
     print(f"Browse them with `.venv/bin/smray s3 serve --data {args.data}` and any S3 client at the printed "
           f"endpoint, or open a store with xarray.open_zarr(path, consolidated=True).")
     return 0
 
 
 def cmd_ingest(args: argparse.Namespace) -> int:
-    from smray.config import load_config
-    from smray.ingest import run_ingest
+    from smray.stages import ingest
 
-    ingest = {k: getattr(args, k) for k in ("tb", "ref", "out", "start", "end") if getattr(args, k) is not None}
-    cfg = load_config(args.config, {"ingest": ingest})
-    run_ingest(cfg)  # validates first, then starts (and stops) a local Ray runtime only if there is work
+    cfg = _load(args, {"tb": "paths.tb", "ref": "paths.ref", "out": "paths.cube", "start": "paths.ingest.start",
+                       "end": "paths.ingest.end"})
+    ingest.run(cfg, _progress(), force=args.force)  # a local Ray runtime is started (and stopped) only if there is work
     return 0
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    from smray.config import load_config
-    from smray.train import run_training
+    from smray.stages import train
 
-    overrides: dict = {}
-    if args.model is not None:
-        overrides.setdefault("model", {})["kind"] = args.model
-    if args.workers is not None:
-        overrides.setdefault("train", {})["workers"] = args.workers
-    cfg = load_config(args.config, overrides)
-    summary = run_training(cfg, args.cube, args.train_start, args.train_end, args.out)
-    print(summary.line())
+    cfg = _load(args, {"cube": "paths.cube", "train_start": "paths.train.start", "train_end": "paths.train.end",
+                       "out": "paths.models", "model": "model.kind", "workers": "train.workers"})
+    train.run(_single_model(cfg, cfg.model.kind), _progress(), force=args.force)
     return 0
 
 
-def cmd_experiment_paper(args: argparse.Namespace) -> int:
-    from smray.config import load_config
-    from smray.experiment import MODELS, PAPER_TEST_PATCHES, run_paper_experiment
+def _single_model(cfg, kind: str):  # (Config, str) -> Config
+    """``cfg`` with ``kind`` the only model in play (a single-model command)."""
+    import dataclasses
 
-    cfg = load_config(args.config)
-    models = [m.strip() for m in (args.models or ",".join(MODELS)).split(",") if m.strip()]
-    run_paper_experiment(cfg, args.cube, args.twin, args.out, train_start=args.train_start,
-                         train_end=args.train_end, test_day=args.test_day,
-                         test_patches=args.test_patches if args.test_patches is not None else PAPER_TEST_PATCHES,
-                         models=models, physical_method=args.physical, test_region=args.test_region)
+    from smray.stages.train import kind_config
+
+    return kind_config(dataclasses.replace(cfg, reprocess=dataclasses.replace(cfg.reprocess, models=(kind,))), kind)
+
+
+def cmd_experiment_paper(args: argparse.Namespace) -> int:
+    from smray.stages import experiment
+
+    models = [m.strip() for m in args.models.split(",") if m.strip()] if args.models is not None else None
+    cfg = _load(args, {"cube": "paths.cube", "twin": "paths.twin", "out": "paths.experiment",
+                       "train_start": "paths.train.start", "train_end": "paths.train.end",
+                       "test_day": "paths.evaluate.start", "test_patches": "experiment.test_patches",
+                       "physical": "experiment.physical", "test_region": "experiment.test_region"},
+                {"experiment.models": models})
+    experiment.run(cfg, _progress(), force=args.force)
     return 0
 
 
 def cmd_predict(args: argparse.Namespace) -> int:
-    from smray.config import load_config
-    from smray.predict import run_predict
+    from smray.stages import predict
+    from smray.storage import resolve_storage
 
-    predict = {k: getattr(args, k) for k in ("cube", "model", "out", "start", "end") if getattr(args, k) is not None}
-    if args.new_store:
-        predict["new_store"] = True
-    cfg = load_config(args.config, {"predict": predict})
-    pc = cfg.predict
-    missing = [f"--{k}" for k in ("cube", "model", "out") if getattr(pc, k) is None]
-    if missing:
-        raise SmrayError(f"predict: {', '.join(missing)} required (or predict.{missing[0][2:]} in --config)")
-    run_predict(cfg, pc.cube, pc.model, pc.out, pc.start, pc.end, twin_url=args.twin)
+    model = args.model if args.model is None or args.model.strip().lower() != predict.PHYSICAL else None
+    cfg = _load(args, {"cube": "paths.cube", "out": "paths.maps", "start": "paths.predict.start",
+                       "end": "paths.predict.end", "twin": "paths.twin", "new_store": "predict.new_store"},
+                {"paths.models": model})
+    if args.model is None and cfg.paths.models is None:
+        raise SmrayError("--model: required (a training run directory or 'physical'; or paths.models in --config)")
+    kind = predict.model_kind(args.model or cfg.paths.models, resolve_storage(cfg.storage))
+    predict.run(_single_model(cfg, kind), _progress(), force=args.force)
     return 0
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
-    from smray.config import load_config
-    from smray.evaluate import run_evaluate
+    from smray.stages import evaluate
 
-    evaluate = {k: getattr(args, k) for k in ("cube", "truth", "ismn", "out", "start", "end") if getattr(args, k)
-                is not None}
-    if args.maps:
-        evaluate["maps"] = list(args.maps)
-    if args.day is not None:
-        evaluate["map_day"] = args.day
-    cfg = load_config(args.config, {"evaluate": evaluate})
-    ec = cfg.evaluate
-    missing = [f"--{k}" for k in ("maps", "cube", "out") if not getattr(ec, k)]
-    if missing:
-        raise SmrayError(f"evaluate: {', '.join(missing)} required (or evaluate.{missing[0][2:]} in --config)")
-    run_evaluate(cfg, ec.maps, ec.cube, ec.out, truth_url=ec.truth, ismn=ec.ismn, start=ec.start, end=ec.end,
-                 map_day=ec.map_day)
+    cfg = _load(args, {"maps": "paths.scored_maps", "cube": "paths.cube", "truth": "paths.twin",
+                       "ismn": "paths.ismn", "out": "paths.report", "start": "paths.evaluate.start",
+                       "end": "paths.evaluate.end", "day": "evaluate.map_day"})
+    evaluate.run(cfg, _progress(), force=args.force)
+    return 0
+
+
+def cmd_reprocess(args: argparse.Namespace) -> int:
+    from smray.stages.chain import run_chain
+
+    cfg = _load(args, {"root": "paths.root"})
+    force = [s for item in args.force for s in item.split(",") if s.strip()]
+    stages = args.stages.split(",") if args.stages is not None else None
+    run_chain(cfg, stages=stages, force=force, progress=_progress())
     return 0
 
 
@@ -235,7 +232,7 @@ def build_parser() -> argparse.ArgumentParser:
                                    "file layouts (JAXA L3 TB HDF5, ERA-Interim netCDF) plus truth side files. "
                                    "Days are rendered in parallel Ray tasks. Refuses to write into a non-empty "
                                    "archive unless --overwrite.")
-    p.add_argument("--out", help="archive root URL: s3://bucket/prefix, file:// or a path, memory://")
+    p.add_argument("--out", help="archive root URL: s3://bucket/prefix, file:// or a path, memory:// (paths.twin)")
     p.add_argument("--start", help="first day, YYYY-MM-DD (default 2011-07-01)")
     p.add_argument("--days", type=int, help="number of days (default 35)")
     p.add_argument("--res", type=float, help="grid spacing in degrees, must divide 180 (default 0.25)")
@@ -276,12 +273,13 @@ def build_parser() -> argparse.ArgumentParser:
                                    "(ERA-Interim/ERA5 GRIB or netCDF) from object storage, screen, composite and "
                                    "regrid them day by day in parallel Ray Data tasks, and write an analysis-ready "
                                    "Zarr cube. A re-run skips finished days; a later --end appends.")
-    p.add_argument("--tb", help="URL prefix of the brightness-temperature archive")
-    p.add_argument("--ref", help="URL prefix of the reference archive")
-    p.add_argument("--start", help="first day YYYY-MM-DD")
-    p.add_argument("--end", help="last day YYYY-MM-DD (inclusive)")
-    p.add_argument("--out", help="cube URL (Zarr)")
-    p.add_argument("--config", help="YAML config (grid, qc, ingest, storage sections)")
+    p.add_argument("--tb", help="URL prefix of the brightness-temperature archive (paths.tb)")
+    p.add_argument("--ref", help="URL prefix of the reference archive (paths.ref)")
+    p.add_argument("--start", help="first day YYYY-MM-DD (paths.ingest.start)")
+    p.add_argument("--end", help="last day YYYY-MM-DD, inclusive (paths.ingest.end)")
+    p.add_argument("--out", help="cube URL (Zarr) (paths.cube)")
+    p.add_argument("--config", help="YAML config (paths, grid, qc, ingest, storage sections)")
+    _force_flag(p)
     p.set_defaults(func=cmd_ingest)
 
     p = sub.add_parser("train", help="train the retrieval model (CNN, pixel MLP or SVR) on a cube",
@@ -290,13 +288,15 @@ def build_parser() -> argparse.ArgumentParser:
                                    "or fit the SVR baseline. Checkpoints go to OUT/ray_train; running the same "
                                    "command again resumes from the latest one. Writes OUT/model.pt (or svr.npz), "
                                    "normalisation.json and training.json.")
-    p.add_argument("--cube", required=True, help="cube URL (Zarr) written by smray ingest")
-    p.add_argument("--train-start", dest="train_start", required=True, help="first training day YYYY-MM-DD")
-    p.add_argument("--train-end", dest="train_end", required=True, help="last training day YYYY-MM-DD (inclusive)")
-    p.add_argument("--out", required=True, help="output URL for the model, checkpoints and training.json")
+    p.add_argument("--cube", help="cube URL (Zarr) written by smray ingest (or paths.cube)")
+    p.add_argument("--train-start", dest="train_start", help="first training day YYYY-MM-DD (or paths.train.start)")
+    p.add_argument("--train-end", dest="train_end", help="last training day YYYY-MM-DD, inclusive (or paths.train.end)")
+    p.add_argument("--out", help="training run directory URL for the model, checkpoints and training.json "
+                                     "(or paths.models)")
     p.add_argument("--model", choices=("cnn", "pixel", "svr"), help="model kind (default: model.kind, cnn)")
     p.add_argument("--workers", type=int, help="Ray Train data-parallel workers (default: train.workers)")
-    p.add_argument("--config", help="YAML config (model, train, patches, normalise, qc, storage, ray sections)")
+    p.add_argument("--config", help="YAML config (paths, model, train, patches, normalise, qc, storage, ray sections)")
+    _force_flag(p)
     p.set_defaults(func=cmd_train)
 
     p = sub.add_parser("experiment", help="the paper's experiments",
@@ -310,36 +310,56 @@ def build_parser() -> argparse.ArgumentParser:
                                      "in normalised units and m³/m³, also against the twin's truth) beside the "
                                      "paper's numbers. Writes OUT/paper_experiment.json, .md and "
                                      "paper_test_predictions.npz.")
-    pe.add_argument("--cube", required=True, help="cube URL (Zarr) written by smray ingest")
-    pe.add_argument("--twin", required=True, help="twin archive root URL (its truth/ files)")
-    pe.add_argument("--out", required=True, help="output URL (models under OUT/<model>, the report beside them)")
-    pe.add_argument("--models", help="comma-separated subset of cnn,svr,pixel,physical (default: all)")
+    pe.add_argument("--cube", help="cube URL (Zarr) written by smray ingest (or paths.cube)")
+    pe.add_argument("--twin", help="twin archive root URL, its truth/ files (or paths.twin)")
+    pe.add_argument("--out", help="output URL: models under OUT/<model>, the report beside them "
+                                     "(or paths.experiment)")
+    pe.add_argument("--models", help="comma-separated subset of cnn,svr,pixel,physical (experiment.models; "
+                                     "default: all)")
     pe.add_argument("--test-patches", dest="test_patches", type=int,
-                    help="test-day patches (default 50000, the paper's)")
-    pe.add_argument("--train-start", dest="train_start", default="2011-07-01", help="first training day (2011-07-01)")
-    pe.add_argument("--train-end", dest="train_end", default="2011-07-30", help="last training day (2011-07-30)")
-    pe.add_argument("--test-day", dest="test_day", default="2011-07-31", help="test day (2011-07-31)")
-    pe.add_argument("--physical", choices=("lprm", "sca"), default="lprm", help="physical method (default lprm)")
-    pe.add_argument("--test-region", dest="test_region", choices=("all", "blocks"), default="all",
+                    help="test-day patches (experiment.test_patches; default 50000, the paper's)")
+    pe.add_argument("--train-start", dest="train_start",
+                    help="first training day (paths.train.start; default 2011-07-01)")
+    pe.add_argument("--train-end", dest="train_end", help="last training day (paths.train.end; default 2011-07-30)")
+    pe.add_argument("--test-day", dest="test_day", help="test day (paths.evaluate.start; default 2011-07-31)")
+    pe.add_argument("--physical", choices=("lprm", "sca"), help="physical method (experiment.physical; default lprm)")
+    pe.add_argument("--test-region", dest="test_region", choices=("all", "blocks"),
                     help="score every valid test centre (all, the paper's) or only those inside the blocked "
                          "split's validation blocks (blocks: writes OUT/paper_experiment_blocks.*)")
-    pe.add_argument("--config", help="YAML config (patches, model, train, normalise, qc, storage, ray sections)")
+    pe.add_argument("--config", help="YAML config (paths, experiment, patches, model, train, normalise, qc, storage, "
+                                      "ray sections)")
+    _force_flag(pe)
     pe.set_defaults(func=cmd_experiment_paper)
+
+    p = sub.add_parser("reprocess", help="the whole chain as one Ray job (twin, ingest, train, predict, evaluate)",
+                       description="Run the stages of reprocess.stages (twin, ingest, train, predict, evaluate) with "
+                                   "one Ray runtime, each skipped when its outputs are already there and current. "
+                                   "Where everything goes is the config's paths section (under paths.root: "
+                                   "twin/, cube.zarr, models/{kind}, maps/{kind}.zarr, report/). Also a Ray job: "
+                                   "python -m pipelines.reprocess with the same arguments.")
+    p.add_argument("--config", required=True, help="YAML config (the paths and reprocess sections and every stage's)")
+    p.add_argument("--stages", help="comma-separated stages to run instead of reprocess.stages "
+                                    "(twin,ingest,train,predict,evaluate)")
+    p.add_argument("--force", action="append", default=[], metavar="STAGE",
+                   help="recompute STAGE even when its outputs are done (repeatable or comma-separated)")
+    p.add_argument("--root", help="output root URL, overriding paths.root")
+    p.set_defaults(func=cmd_reprocess)
 
     p = sub.add_parser("predict", help="predict daily soil-moisture maps with a trained model into a map store",
                        description="Predict a global map per day (per pass and combined, with a calibrated 90% "
                                    "uncertainty) from the cube with a trained model (a training run directory) or the "
                                    "physical retrieval ('physical', needs --twin), on a Ray Data actor pool, into a "
                                    "CF-1.8 Zarr map store. A re-run skips finished days; a later --end appends.")
-    p.add_argument("--cube", help="cube URL (Zarr) written by smray ingest (or predict.cube)")
-    p.add_argument("--model", help="training run directory (model.pt or svr.npz), or 'physical' (or predict.model)")
-    p.add_argument("--start", help="first day YYYY-MM-DD (default: the cube's first day)")
-    p.add_argument("--end", help="last day YYYY-MM-DD, inclusive (default: the cube's last day)")
-    p.add_argument("--out", help="map store URL (Zarr) (or predict.out)")
-    p.add_argument("--twin", help="twin archive root (ancillary data of the physical retrieval)")
+    p.add_argument("--cube", help="cube URL (Zarr) written by smray ingest (or paths.cube)")
+    p.add_argument("--model", help="training run directory (model.pt or svr.npz), or 'physical' (or paths.models)")
+    p.add_argument("--start", help="first day YYYY-MM-DD (paths.predict.start; default: the cube's first day)")
+    p.add_argument("--end", help="last day YYYY-MM-DD, inclusive (paths.predict.end; default: the cube's last day)")
+    p.add_argument("--out", help="map store URL (Zarr) (or paths.maps)")
+    p.add_argument("--twin", help="twin archive root: ancillary data of the physical retrieval (paths.twin)")
     p.add_argument("--new-store", dest="new_store", action="store_true",
                    help="replace an existing store written by another model or with other settings")
-    p.add_argument("--config", help="YAML config (predict, qc, storage, ray sections)")
+    p.add_argument("--config", help="YAML config (paths, predict, qc, storage, ray sections)")
+    _force_flag(p)
     p.set_defaults(func=cmd_predict)
 
     p = sub.add_parser("evaluate", help="score map stores against the cube (and truth, ISMN): metrics.json + report",
@@ -349,15 +369,18 @@ def build_parser() -> argparse.ArgumentParser:
                                    "class; against the twin's truth with --truth and ISMN stations with --ismn. "
                                    "Writes OUT/metrics.json, OUT/report.md and PNG figures beside it.")
     p.add_argument("--maps", action="append", metavar="URL",
-                   help="map store URL (Zarr); repeat for several models (or evaluate.maps)")
-    p.add_argument("--cube", help="cube URL (Zarr) with the reference (or evaluate.cube)")
-    p.add_argument("--truth", help="twin archive root (its truth/ files), optional")
-    p.add_argument("--ismn", help="ISMN .stm file, header+values zip or directory of them, optional")
-    p.add_argument("--out", help="report directory, path or URL (or evaluate.out)")
-    p.add_argument("--start", help="first scored day YYYY-MM-DD (default: the maps' first day)")
-    p.add_argument("--end", help="last scored day YYYY-MM-DD, inclusive (default: the maps' last day)")
-    p.add_argument("--day", help="day of the map figures YYYY-MM-DD (default: each model's last scored day)")
-    p.add_argument("--config", help="YAML config (evaluate, storage sections)")
+                   help="map store URL (Zarr); repeat for several models (or paths.scored_maps)")
+    p.add_argument("--cube", help="cube URL (Zarr) with the reference (or paths.cube)")
+    p.add_argument("--truth", help="twin archive root (its truth/ files), optional (paths.twin)")
+    p.add_argument("--ismn", help="ISMN .stm file, header+values zip or directory of them, optional (paths.ismn)")
+    p.add_argument("--out", help="report directory, path or URL (or paths.report)")
+    p.add_argument("--start", help="first scored day YYYY-MM-DD (paths.evaluate.start; default: the maps' first day)")
+    p.add_argument("--end", help="last scored day YYYY-MM-DD, inclusive (paths.evaluate.end; default: the maps' last "
+                                     "day)")
+    p.add_argument("--day", help="day of the map figures YYYY-MM-DD (evaluate.map_day; default: the first scored day "
+                                 "when the period is set, else each model's last scored day)")
+    p.add_argument("--config", help="YAML config (paths, evaluate, storage sections)")
+    _force_flag(p)
     p.set_defaults(func=cmd_evaluate)
 
     p = sub.add_parser("plot", help="quick-look map of one variable of a cube or map store on one day",
@@ -381,6 +404,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--config", help="YAML config (storage settings)")
     p.set_defaults(func=cmd_inspect)
     return parser
+
+
+def _force_flag(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--force", action="store_true",
+                   help="recompute even when the outputs are there and current (a re-run otherwise skips what is "
+                        "done)")
 
 
 def _join_option_values(argv: list[str], options: tuple[str, ...] = ("--bbox",)) -> list[str]:

@@ -72,8 +72,7 @@ class GridConfig:
 class SynthConfig:
     """The AMSR-E / ERA-Interim twin (see docs/twin.md)."""
 
-    out: str = "s3://smray-demo/twin"  #: archive root URL (file://, plain path, s3://, memory://)
-    start: dt.date = dt.date(2011, 7, 1)  #: first day written
+    start: dt.date = dt.date(2011, 7, 1)  #: first day written (the archive goes to ``paths.twin``)
     days: int = 35  #: number of days written
     seed: int = 0  #: random seed; the twin is deterministic for (seed, grid, start, days)
     spinup_days: int = 60  #: days the soil-moisture model runs before ``start`` (not written)
@@ -137,13 +136,8 @@ def check_custom_resources(resources: dict[str, float], where: str) -> None:
 
 @dataclass(frozen=True)
 class IngestConfig:
-    """Archive → analysis-ready cube (smray.ingest)."""
+    """Archive → analysis-ready cube (smray.ingest); the archives, the cube and the days are in ``paths``."""
 
-    tb: str | None = None  #: URL prefix of the brightness-temperature archive (JAXA L3 or NSIDC AE_Land3)
-    ref: str | None = None  #: URL prefix of the reference archive (ERA-Interim/ERA5 GRIB or netCDF)
-    out: str | None = None  #: cube URL (Zarr v3)
-    start: dt.date | None = None  #: first day
-    end: dt.date | None = None  #: last day (inclusive)
     tb_pattern: str | None = None  #: regex overriding the TB product's file-name pattern
     ref_pattern: str | None = None  #: regex overriding the reference file-name pattern
     task_cpus: float = 1.0  #: CPUs reserved per day task
@@ -152,8 +146,6 @@ class IngestConfig:
     task_resources: dict[str, float] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        if self.start and self.end and self.end < self.start:
-            raise SmrayError(f"ingest.end: {self.end} is before ingest.start {self.start}")
         if self.task_cpus <= 0:
             raise SmrayError(f"ingest.task_cpus: must be > 0, got {self.task_cpus}")
         check_custom_resources(self.task_resources, "ingest.task_resources")
@@ -255,13 +247,8 @@ class TrainConfig:
 
 @dataclass(frozen=True)
 class PredictConfig:
-    """Daily map prediction (smray.predict): the actor pool and the map store."""
+    """Daily map prediction (smray.predict): the actor pool and the map store (where: ``paths.maps``)."""
 
-    cube: str | None = None  #: cube URL (Zarr v3) the inputs come from
-    model: str | None = None  #: trained model directory URL (holds model.pt / svr.npz), or "physical"
-    out: str | None = None  #: map store URL (Zarr v3)
-    start: dt.date | None = None  #: first day (None: the cube's first day)
-    end: dt.date | None = None  #: last day, inclusive (None: the cube's last day)
     actors: int | None = None  #: actors in the pool (None: as many as the CPUs/GPUs allow, at most the days)
     actor_cpus: float = 0.5  #: CPUs reserved per CPU actor (fractional: leaves room for the read tasks)
     use_gpu: bool | None = None  #: None: GPU actors when the cluster has GPUs
@@ -284,21 +271,12 @@ class PredictConfig:
         check_custom_resources(self.task_resources, "predict.task_resources")
         if self.calibration_days < 1:
             raise SmrayError(f"predict.calibration_days: must be >= 1, got {self.calibration_days}")
-        if self.start and self.end and self.end < self.start:
-            raise SmrayError(f"predict.end: {self.end} is before predict.start {self.start}")
 
 
 @dataclass(frozen=True)
 class EvaluateConfig:
-    """The evaluation report (smray.evaluate)."""
+    """The evaluation report (smray.evaluate); what is scored, against what and where the report goes: ``paths``."""
 
-    maps: tuple[str, ...] = ()  #: map store URLs, one per model (each store names its model)
-    cube: str | None = None  #: cube URL holding the reference (swvl1) and QC
-    truth: str | None = None  #: twin archive root with truth/ files (optional)
-    ismn: str | None = None  #: ISMN station file or directory (optional)
-    out: str | None = None  #: report directory (metrics.json, report.md, figures)
-    start: dt.date | None = None  #: first day scored (None: the maps' first day)
-    end: dt.date | None = None  #: last day scored (None: the maps' last day)
     map_day: dt.date | None = None  #: day of the map figures (None: the last scored day)
     anomaly_min_days: int = 10  #: anomaly R: a pixel counts only with at least this many scored days
     vegetation_days: int = 32  #: MPDI vegetation classes: median over at most this many days (evenly spread)
@@ -308,20 +286,82 @@ class EvaluateConfig:
             raise SmrayError(f"evaluate.anomaly_min_days: must be >= 2, got {self.anomaly_min_days}")
         if self.vegetation_days < 1:
             raise SmrayError(f"evaluate.vegetation_days: must be >= 1, got {self.vegetation_days}")
-        if self.start and self.end and self.end < self.start:
-            raise SmrayError(f"evaluate.end: {self.end} is before evaluate.start {self.start}")
 
 
-#: the stages of ``pipelines/reprocess.py`` in the order they run
+#: the stages of the chain (``smray reprocess``) in the order they run
 REPROCESS_STAGES = ("twin", "ingest", "train", "predict", "evaluate")
-#: the models the reprocessing job can train / predict with ("physical" needs no training)
+#: the models the chain can train / predict with ("physical" needs no training)
 REPROCESS_MODELS = ("cnn", "pixel", "svr", "physical")
+#: the placeholder ``paths.models`` / ``paths.maps`` use for the model kind
+KIND = "{kind}"
+
+
+@dataclass(frozen=True)
+class Period:
+    """A range of days, both ends inclusive; None: the stage's default (see :class:`PathsConfig`)."""
+
+    start: dt.date | None = None  #: first day
+    end: dt.date | None = None  #: last day, inclusive
+
+    def __post_init__(self) -> None:
+        if self.start and self.end and self.end < self.start:
+            raise SmrayError(f"end: {self.end} is before start {self.start}")
+
+
+@dataclass(frozen=True)
+class PathsConfig:
+    """Where every stage reads and writes, and the days each one covers: the only place URLs and
+    periods live (``smray.stages.layout`` resolves the defaults; command-line flags override).
+
+    Locations are URLs (``s3://bucket/prefix``, ``file:///path`` or a plain path, ``memory://``).
+    Unset locations default to a place under ``root``; ``models`` and ``maps`` hold the
+    placeholder ``{kind}`` (cnn, pixel, svr, physical) when several models are in play."""
+
+    root: str | None = None  #: output root: <root>/twin, cube.zarr, models/{kind}, maps/{kind}.zarr, report, experiment
+    twin: str | None = None  #: twin archive root: written by the twin stage, its truth/ read by evaluation (<root>/twin)
+    tb: str | None = None  #: brightness-temperature archive prefix (<twin>/amsr)
+    ref: str | None = None  #: reference (ERA-Interim/ERA5) archive prefix (<twin>/era_interim)
+    cube: str | None = None  #: the analysis-ready cube, Zarr v3 (<root>/cube.zarr)
+    models: str | None = None  #: training run directory per model (<root>/models/{kind})
+    maps: str | None = None  #: map store per model, Zarr v3 (<root>/maps/{kind}.zarr)
+    report: str | None = None  #: evaluation report directory (<root>/report)
+    experiment: str | None = None  #: the paper experiment's directory (<root>/experiment)
+    ismn: str | None = None  #: ISMN station file or directory scored by evaluation (optional)
+    scored_maps: tuple[str, ...] = ()  #: map stores evaluation scores (default: the store of every model)
+    ingest: Period = field(default_factory=Period)  #: days ingested (default: the twin's days, else the cube's)
+    train: Period = field(default_factory=Period)  #: training days (start default: the first ingested day)
+    predict: Period = field(default_factory=Period)  #: days of maps (default: the day after training .. the last ingested)
+    evaluate: Period = field(default_factory=Period)  #: days scored (default: the days of maps)
+
+
+@dataclass(frozen=True)
+class ExperimentConfig:
+    """``smray experiment paper``: the paper's protocol (train on ``paths.train``, test on the single
+    day ``paths.evaluate.start``; defaults 1-30 July and 31 July 2011)."""
+
+    models: tuple[str, ...] = ("cnn", "svr", "pixel", "physical")  #: models compared side by side
+    test_patches: int = 50000  #: test-day patches (the paper: 50,000)
+    physical: str = "lprm"  #: physical method: "lprm" or "sca"
+    test_region: str = "all"  #: "all" valid test centres (the paper), or "blocks": the blocked split's validation blocks
+
+    def __post_init__(self) -> None:
+        for name in self.models:
+            if name not in REPROCESS_MODELS:
+                raise SmrayError(f"experiment.models: unknown model {name!r} (known: {', '.join(REPROCESS_MODELS)})")
+        if not self.models:
+            raise SmrayError("experiment.models: no model given")
+        if self.test_patches < 1:
+            raise SmrayError(f"experiment.test_patches: must be >= 1, got {self.test_patches}")
+        if self.physical not in ("lprm", "sca"):
+            raise SmrayError(f"experiment.physical: must be lprm or sca, got {self.physical!r}")
+        if self.test_region not in ("all", "blocks"):
+            raise SmrayError(f"experiment.test_region: must be all or blocks, got {self.test_region!r}")
 
 
 @dataclass(frozen=True)
 class ReprocessDays:
-    """Days of maps per model, counted from ``reprocess.predict_start`` (None: the whole predict
-    range). Slow models (the SVR: scikit-learn over every land pixel) can be limited to the test day."""
+    """Days of maps per model, counted from the first day of ``paths.predict`` (None: the whole
+    period). Slow models (the SVR: scikit-learn over every land pixel) can be limited to the test day."""
 
     cnn: int | None = None  #: days of CNN maps
     pixel: int | None = None  #: days of pixel-MLP maps
@@ -337,19 +377,11 @@ class ReprocessDays:
 
 @dataclass(frozen=True)
 class ReprocessConfig:
-    """The whole chain as one Ray job (``pipelines/reprocess.py``, smray.reprocess; docs/reprocess.md).
-
-    Layout under ``root``: ``twin/`` (the twin stage), ``cube.zarr`` (unless ``ingest.out``),
-    ``models/<kind>/``, ``maps/<kind>.zarr``, ``report/``."""
+    """The whole chain as one Ray job (``smray reprocess``, smray.stages.chain; docs/reprocess.md);
+    where everything goes is ``paths``."""
 
     stages: tuple[str, ...] = ("ingest", "train", "predict", "evaluate")  #: of twin, ingest, train, predict, evaluate
     models: tuple[str, ...] = ("cnn",)  #: cnn, pixel, svr, physical: each trainable one trained, one map store each
-    root: str | None = None  #: output root URL (models, maps, report; the cube and twin unless set elsewhere)
-    twin: str | None = None  #: twin archive root for the twin stage (None: <root>/twin)
-    train_start: dt.date | None = None  #: first training day (None: the first ingested day)
-    train_end: dt.date | None = None  #: last training day, inclusive (required for train/predict)
-    predict_start: dt.date | None = None  #: first day of maps (None: the day after train_end)
-    predict_end: dt.date | None = None  #: last day of maps, inclusive (None: the last ingested day)
     predict_days: ReprocessDays = field(default_factory=ReprocessDays)  #: per-model limit on days of maps
 
     def __post_init__(self) -> None:
@@ -362,12 +394,6 @@ class ReprocessConfig:
         for what, values in (("stages", self.stages), ("models", self.models)):
             if len(set(values)) != len(values):
                 raise SmrayError(f"reprocess.{what}: listed twice: {', '.join(values)}")
-        if self.train_start and self.train_end and self.train_end < self.train_start:
-            raise SmrayError(f"reprocess.train_end: {self.train_end} is before reprocess.train_start "
-                             f"{self.train_start}")
-        if self.predict_start and self.predict_end and self.predict_end < self.predict_start:
-            raise SmrayError(f"reprocess.predict_end: {self.predict_end} is before reprocess.predict_start "
-                             f"{self.predict_start}")
 
 
 @dataclass(frozen=True)
@@ -375,6 +401,7 @@ class Config:
     """The whole smray configuration."""
 
     storage: StorageConfig = field(default_factory=StorageConfig)
+    paths: PathsConfig = field(default_factory=PathsConfig)
     grid: GridConfig = field(default_factory=GridConfig)
     synth: SynthConfig = field(default_factory=SynthConfig)
     qc: QCConfig = field(default_factory=QCConfig)
@@ -386,6 +413,7 @@ class Config:
     ray: RayConfig = field(default_factory=RayConfig)
     predict: PredictConfig = field(default_factory=PredictConfig)
     evaluate: EvaluateConfig = field(default_factory=EvaluateConfig)
+    experiment: ExperimentConfig = field(default_factory=ExperimentConfig)
     reprocess: ReprocessConfig = field(default_factory=ReprocessConfig)
 
 

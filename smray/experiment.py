@@ -3,10 +3,10 @@ Table 2 (R², RMSE in normalised units) beside the paper's numbers, plus the sam
 
 :func:`run_paper_experiment` is ``smray experiment paper``:
 
-1. ``cnn``, ``pixel`` and ``svr`` are trained with :func:`smray.train.run_training` into
-   ``<out>/<model>/``. A model whose ``training.json`` already records a finished run of the same
-   cube, period and config is not touched (so a re-run neither retrains nor rewrites it); an
-   unfinished one is resumed by ``run_training``.
+1. ``cnn``, ``pixel`` and ``svr`` are trained with :func:`smray.stages.train.train_models` into
+   ``<out>/<model>/``. A model whose training run is current by the train stage's rule
+   (:func:`smray.stages.train.run_state`) is not touched (so a re-run neither retrains nor rewrites
+   it); an unfinished one is resumed.
 2. The test set: the patches of the test day cut by :func:`smray.patches.sample_day` with the
    training normalisation (``<out>/cnn/normalisation.json``; every trained model must carry the same
    statistics) and a ``random``-split :class:`~smray.config.PatchConfig` with ``per_day =
@@ -48,6 +48,7 @@ import numpy as np
 
 from smray.config import Config, PatchConfig, StorageConfig, to_dict
 from smray.errors import SmrayError
+from smray.metrics import pair_metrics
 from smray.serial import as_date, json_safe, read_json
 from smray.storage import filesystem, join, read_bytes, resolve_storage, write_bytes
 
@@ -70,17 +71,10 @@ LABELS = {"cnn": "CNN", "svr": "SVR", "pixel": "pixel-wise", "physical": "physic
 # --------------------------------------------------------------------------------------------
 def metrics(pred: np.ndarray, ref: np.ndarray) -> dict[str, float]:
     """R² (1 − SSE/SST, SST about the mean of ``ref``), RMSE, bias (mean pred − ref) and n over the
-    samples where both are finite (float64). NaN metrics when fewer than 2 samples or SST = 0."""
-    p, r = np.asarray(pred, dtype=np.float64), np.asarray(ref, dtype=np.float64)
-    ok = np.isfinite(p) & np.isfinite(r)
-    n = int(ok.sum())
-    if n == 0:
-        return {"r2": math.nan, "rmse": math.nan, "bias": math.nan, "n": 0}
-    e = p[ok] - r[ok]
-    sse = float((e * e).sum())
-    sst = float(((r[ok] - r[ok].mean()) ** 2).sum())
-    r2 = 1.0 - sse / sst if n > 1 and sst > 0 else math.nan
-    return {"r2": r2, "rmse": math.sqrt(sse / n), "bias": float(e.mean()), "n": n}
+    samples where both are finite (:func:`smray.metrics.pair_metrics`). NaN metrics when fewer than 2
+    samples or SST = 0."""
+    m = pair_metrics(pred, ref)
+    return {"r2": m["r2"], "rmse": m["rmsd"], "bias": m["bias"], "n": m["n"]}
 
 
 def score(pred_norm: np.ndarray, pred_m3: np.ndarray, y: np.ndarray, y_raw: np.ndarray, truth: np.ndarray,
@@ -135,55 +129,6 @@ def markdown_table(result: dict[str, Any]) -> str:
 # --------------------------------------------------------------------------------------------
 #: the old private name, until reprocess imports :func:`smray.serial.json_safe` itself
 _jsonable = json_safe
-
-
-#: config sections a trained model depends on (the cube is named by its URL; Ray, storage, ingest,
-#: prediction and evaluation settings do not change the weights)
-TRAINING_SECTIONS = ("qc", "normalise", "patches", "model", "train")
-
-
-def _finished(cfg: Config, kind: str, cube_url: str, start: dt.date, end: dt.date, out_url: str,
-              storage: StorageConfig) -> bool:
-    """True when ``out_url`` holds a finished run of exactly this kind, cube, period and training
-    configuration (:data:`TRAINING_SECTIONS`; a config section added or changed elsewhere since the
-    run does not make it unfinished)."""
-    from smray.train import MODEL_FILE, SVR_FILE, TRAINING_FILE
-
-    try:
-        rec = read_json(join(out_url, TRAINING_FILE), storage)
-    except (FileNotFoundError, SmrayError):
-        return False
-    art_fs, art_path = filesystem(join(out_url, SVR_FILE if kind == "svr" else MODEL_FILE), storage)
-    if not art_fs.exists(art_path):
-        return False
-    then, now = rec.get("config") or {}, json_safe(to_dict(cfg))
-    same = (rec.get("kind") == kind and rec.get("cube") == cube_url and rec.get("train_start") == start.isoformat()
-            and rec.get("train_end") == end.isoformat()
-            and all(s in then and then[s] == now[s] for s in TRAINING_SECTIONS))
-    if not same or kind == "svr":
-        return same
-    history = rec.get("history") or []
-    return int(rec.get("epochs_completed", 0)) >= cfg.train.epochs or bool(history and history[-1].get("stop"))
-
-
-def train_models(cfg: Config, cube_url: str, start: dt.date, end: dt.date, out_url: str, kinds: Sequence[str],
-                 progress: Callable[[str], None]) -> dict[str, Any]:
-    """Train (or resume, or skip when finished) every kind in ``kinds`` into ``<out>/<kind>``."""
-    from smray.train import run_training
-
-    storage = resolve_storage(cfg.storage)
-    done: dict[str, Any] = {}
-    for kind in kinds:
-        kcfg = dataclasses.replace(cfg, model=dataclasses.replace(cfg.model, kind=kind))
-        where = join(out_url, kind)
-        if _finished(kcfg, kind, cube_url, start, end, where, storage):
-            progress(f"experiment: {kind}: finished training found in {where}; not retraining")
-            done[kind] = {"trained": False, "out": where}
-            continue
-        summary = run_training(kcfg, cube_url, start, end, where, progress=progress)
-        progress(summary.line())
-        done[kind] = {"trained": True, "out": where, "seconds": summary.seconds}
-    return done
 
 
 # --------------------------------------------------------------------------------------------
@@ -317,7 +262,7 @@ def run_paper_experiment(cfg: Config, cube_url: str, twin_url: str, out_url: str
     from smray.baselines import load_svr, predict_svr
     from smray.normalise import NormStats, scale_target
     from smray.patches import day_counts, sample_day
-    from smray.raysupport import init_ray, shutdown_ray
+    from smray.stages.train import train_models
     from smray.train import MODEL_FILE, NORMALISATION_FILE, SVR_FILE
 
     t0 = time.perf_counter()
@@ -343,11 +288,7 @@ def run_paper_experiment(cfg: Config, cube_url: str, twin_url: str, out_url: str
     if stats_kind is None:
         raise SmrayError("--models: the physical method alone has no normalisation; add cnn, pixel or svr")
 
-    started = init_ray(cfg.ray)
-    try:
-        trained = train_models(cfg, cube_url, start, end, out_url, kinds, progress)
-    finally:
-        shutdown_ray(started)
+    trained = train_models(cfg, cube_url, start, end, out_url, kinds, progress)
 
     stats_url = join(out_url, "cnn" if "cnn" in kinds else stats_kind, NORMALISATION_FILE)
     stats = _read_stats(stats_url, storage)

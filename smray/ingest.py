@@ -401,26 +401,14 @@ class IngestSummary:
                 f"already done ({self.start}..{self.end}) in {self.seconds:.0f} s -> {self.out}")
 
 
-def _require(ing: IngestConfig) -> tuple[str, str, str, dt.date, dt.date]:
-    """The five required settings; local paths made absolute in the driver (Ray workers need not
-    share its working directory)."""
-    for name in ("tb", "ref", "out", "start", "end"):
-        if getattr(ing, name) in (None, ""):
-            raise SmrayError(f"ingest.{name}: required value is missing (give --{name} or set ingest.{name} "
-                             f"in the config)")
-
-    def absolute(url: str) -> str:
-        return os.path.abspath(url) if "://" not in url else url
-
-    return absolute(ing.tb), absolute(ing.ref), absolute(ing.out), ing.start, ing.end  # type: ignore[arg-type]
-
-
-def _qc_attr(qc: QCConfig) -> str:
+def qc_attr(qc: QCConfig) -> str:
     return json.dumps(to_dict(qc), sort_keys=True)
 
 
-def run_ingest(cfg: Config, progress: Callable[[str], None] = print) -> IngestSummary:
-    """Build or extend the cube ``cfg.ingest.out`` for ``cfg.ingest.start..end`` on ``cfg.grid``.
+def run_ingest(cfg: Config, tb_url: str, ref_url: str, out: str, start: dt.date, end: dt.date,
+               progress: Callable[[str], None] = print) -> IngestSummary:
+    """Build or extend the cube ``out`` for ``start..end`` on ``cfg.grid`` from the archives under
+    ``tb_url`` and ``ref_url`` (absolute URLs: :mod:`smray.stages.ingest` resolves them from ``paths``).
 
     Starts a local Ray runtime (:func:`smray.raysupport.init_ray`) unless one is running. Raises
     :class:`SmrayError` (one line) when a required setting is missing, storage is unreachable,
@@ -431,23 +419,22 @@ def run_ingest(cfg: Config, progress: Callable[[str], None] = print) -> IngestSu
     from smray.raysupport import init_ray, shutdown_ray
 
     t0 = time.perf_counter()
-    tb_url, ref_url, out, start, end = _require(cfg.ingest)
     storage = resolve_storage(cfg.storage)
-    for name, url, create in (("tb", tb_url, False), ("ref", ref_url, False), ("out", out, True)):
+    for name, url, create in (("tb", tb_url, False), ("ref", ref_url, False), ("cube", out, True)):
         try:
             check_reachable(url, storage, create=create)
         except SmrayError as err:
-            raise SmrayError(f"ingest.{name}: {err}") from None
+            raise SmrayError(f"paths.{name}: {err}") from None
 
     tb_index = discover_tb(tb_url, storage, cfg.ingest.tb_pattern)
     if not tb_index.files:
         how = "ingest.tb_pattern" if cfg.ingest.tb_pattern else "JAXA L3 or AE_Land3 names"
-        raise SmrayError(f"ingest.tb: no brightness-temperature files under {tb_url} "
+        raise SmrayError(f"paths.tb: no brightness-temperature files under {tb_url} "
                          f"({len(tb_index.unrecognised) + len(tb_index.ignored)} files listed, none usable by {how})")
     ref_index = discover_ref(ref_url, storage, cfg.ingest.ref_pattern)
     if not ref_index.files:
         how = "ingest.ref_pattern" if cfg.ingest.ref_pattern else "a YYYYMMDD or YYYYMM netCDF/GRIB name"
-        raise SmrayError(f"ingest.ref: no reference files under {ref_url} "
+        raise SmrayError(f"paths.ref: no reference files under {ref_url} "
                          f"({len(ref_index.unrecognised)} files listed, none named by {how})")
     summary = IngestSummary(out=out, start=start, end=end,
                             discovery=tb_index.report(start, end) + ref_index.report(start, end))
@@ -455,13 +442,13 @@ def run_ingest(cfg: Config, progress: Callable[[str], None] = print) -> IngestSu
         progress(f"ingest: {line}")
 
     grid = cfg.grid.grid()
-    qc_attr = _qc_attr(cfg.qc)
+    qc_json = qc_attr(cfg.qc)
     if cube.exists(out, storage):
-        old = cube.info(out, storage).attrs.get("smray_qc", qc_attr)
-        if old != qc_attr:
+        old = cube.info(out, storage).attrs.get("smray_qc", qc_json)
+        if old != qc_json:
             raise SmrayError(f"{out}: the cube was built with other qc settings ({old}); use the same qc section "
                              f"or write a new cube")
-    cube.create_or_extend(out, storage, grid, start, end, surface_fractions(grid)["land"], attrs={"smray_qc": qc_attr})
+    cube.create_or_extend(out, storage, grid, start, end, surface_fractions(grid)["land"], attrs={"smray_qc": qc_json})
     records = cube.day_records(out, storage)
     days = [start + dt.timedelta(days=i) for i in range((end - start).days + 1)]
     summary.already_done = [d for d in days if records.get(d, {}).get("status") == "ok"]

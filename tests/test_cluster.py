@@ -210,14 +210,15 @@ def test_mission_data_is_on_s3_only(mission) -> None:
     locations = [(w, s) for w, s in _strings(load_yaml(MISSION)) if "://" in s or s.startswith(("/", "./", "~"))]
     assert len(locations) >= 4  # tb, ref, out, root at least
     assert all(s.startswith("s3://") for _, s in locations), [x for x in locations if not x[1].startswith("s3://")]
-    from smray.reprocess import make_plan
+    from smray.stages.chain import make_plan
 
-    plan = make_plan(mission)  # every URL the job will use, resolved as the job does
-    urls = [plan.tb, plan.ref, plan.cube, plan.root, plan.report, *plan.model_dirs.values(), *plan.maps.values()]
+    lay = make_plan(mission).layout  # every URL the job will use, resolved as the job does
+    urls = [lay.tb, lay.ref, lay.cube, lay.root, lay.report, *(lay.model_dir(k) for k in lay.trainable),
+            *(lay.map_store(k) for k in lay.kinds)]
     assert all(u and u.startswith("s3://") for u in urls), urls
     assert mission.storage.s3.endpoint_url is None and mission.ray.address == "auto"
-    assert (plan.ingest_start.isoformat(), plan.ingest_end.isoformat()) == ("2002-06-19", "2011-10-04")
-    assert plan.ingest_start <= plan.train_start <= plan.train_end <= plan.ingest_end
+    assert lay.ingest is not None and tuple(d.isoformat() for d in lay.ingest) == ("2002-06-19", "2011-10-04")
+    assert lay.ingest[0] <= lay.train[0] <= lay.train[1] <= lay.ingest[1]
 
 
 def test_nodes_can_hold_what_the_mission_asks_for(mission, aws: dict[str, Any], rayjob: dict[str, Any]) -> None:

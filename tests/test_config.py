@@ -28,8 +28,10 @@ storage:
 grid:
   res: 1.0
   bbox: [-10, 35, 30.5, 60]
+paths:
+  twin: memory://twin
+  train: {start: 2011-07-01, end: 2011-07-30}
 synth:
-  out: memory://twin
   start: 2011-07-15
   days: 10
   seed: 42

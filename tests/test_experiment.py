@@ -17,29 +17,17 @@ from smray import cube as cubemod
 from smray.cli import main
 from smray.config import Config, PatchConfig, StorageConfig, to_dict
 from smray.errors import SmrayError
-from smray.experiment import (MODELS, PAPER, _finished, _jsonable, metrics, output_name, run_paper_experiment,
+from smray.experiment import (MODELS, PAPER, metrics, output_name, run_paper_experiment,
                               scoring_patch_config)
 from smray.patches import validation_cells, window_all
+from smray.testing import SMALL_RUN, build_twin_and_cube, merged, write_config
 
-CONFIG = """\
-grid:
-  res: 2.0
-ray:
-  num_cpus: 4
-patches:
-  per_day: 2000
-  train_per_day: 1700
-  val_per_day: 300
-  block_deg: 40.0
-  val_block_fraction: 0.3
-train:
-  workers: 1
-  cpus_per_worker: 0.5
-  batch_size: 128
-  epochs: 2
-  patience: 0
-  svr_max_samples: 1000
-"""
+EXPERIMENT = merged(SMALL_RUN, {
+    "grid": {"res": 2.0},
+    "patches": {"per_day": 2000, "train_per_day": 1700, "val_per_day": 300, "block_deg": 40.0,
+                "val_block_fraction": 0.3},
+    "train": {"epochs": 2, "svr_max_samples": 1000},
+})
 
 
 def test_metrics_match_numpy() -> None:
@@ -69,37 +57,46 @@ def test_test_region_settings() -> None:
         run_paper_experiment(Config(), "unused.zarr", "unused", "unused", test_region="west", progress=print)
 
 
-def test_finished_run_depends_on_the_training_sections_only(tmp_path: Path) -> None:
-    """A finished run stays finished when sections that do not shape the model (a new ``predict``
-    section, Ray's CPUs) differ; a different patch or optimiser setting makes it unfinished."""
-    cfg = Config()
+def test_finished_run_depends_on_the_settings_that_change_the_weights(tmp_path: Path) -> None:
+    """The experiment keeps a trained model by the train stage's one rule: a finished run stays
+    finished when settings that do not shape the weights differ (a section written before it existed,
+    Ray's CPUs, ``train.use_gpu``); another cube, patch, optimiser, worker count or qc.block setting
+    makes it unfinished, and so does a missing artefact."""
+    from smray.checkpoint import config_fingerprint
+    from smray.serial import json_safe
+    from smray.stages.train import kind_config, run_state
+
+    cfg = kind_config(Config(), "svr")
     start, end = dt.date(2011, 7, 1), dt.date(2011, 7, 30)
     (tmp_path / "svr.npz").write_bytes(b"artefact")
     record = {"kind": "svr", "cube": "c.zarr", "train_start": start.isoformat(), "train_end": end.isoformat(),
-              "config": _jsonable(to_dict(cfg))}
+              "fingerprint": config_fingerprint(cfg.model, cfg.patches), "config": json_safe(to_dict(cfg))}
     del record["config"]["predict"]  # written before the section existed
     record["config"]["ray"]["num_cpus"] = 64
+    record["config"]["train"]["use_gpu"] = True
     (tmp_path / "training.json").write_text(json.dumps(record))
     storage = StorageConfig()
-    assert _finished(cfg, "svr", "c.zarr", start, end, str(tmp_path), storage)
-    assert not _finished(cfg, "svr", "other.zarr", start, end, str(tmp_path), storage)
-    for section, change in (("patches", {"seed": 7}), ("train", {"lr": 0.5}), ("qc", {"block": ("rfi_strong",)})):
+
+    def done(c: Config, cube: str = "c.zarr") -> bool:
+        return run_state(c, "svr", cube, start, end, str(tmp_path), storage).done
+
+    assert done(cfg)
+    assert not done(cfg, "other.zarr")
+    for section, change in (("patches", {"seed": 7}), ("train", {"lr": 0.5}), ("train", {"workers": 2}),
+                            ("qc", {"block": ("rfi_strong",)})):
         other = dataclasses.replace(cfg, **{section: dataclasses.replace(getattr(cfg, section), **change)})
-        assert not _finished(other, "svr", "c.zarr", start, end, str(tmp_path), storage), section
+        assert not done(other), (section, change)
     (tmp_path / "svr.npz").unlink()
-    assert not _finished(cfg, "svr", "c.zarr", start, end, str(tmp_path), storage)
+    assert not done(cfg)
 
 
 @pytest.mark.ray
 @pytest.mark.slow
 def test_paper_experiment_tiny_twin(tmp_path: Path, ray_local, capsys) -> None:
-    twin, cube, out = tmp_path / "twin", tmp_path / "cube.zarr", tmp_path / "out"
-    cfg = tmp_path / "cfg.yaml"
-    cfg.write_text(CONFIG)
-    assert main(["synth", "--out", str(twin), "--start", "2011-07-28", "--days", "4", "--res", "2",
-                 "--spinup-days", "5"]) == 0
-    assert main(["ingest", "--tb", f"{twin}/amsr", "--ref", f"{twin}/era_interim", "--start", "2011-07-28",
-                 "--end", "2011-07-31", "--out", str(cube), "--config", str(cfg)]) == 0
+    out = tmp_path / "out"
+    cfg = write_config(tmp_path / "cfg.yaml", base=EXPERIMENT)
+    twin, cube = build_twin_and_cube(tmp_path, start=dt.date(2011, 7, 28), days=4, res=2.0, seed=0, spinup_days=5,
+                                     config=cfg)
     argv = ["experiment", "paper", "--cube", str(cube), "--twin", str(twin), "--out", str(out), "--config", str(cfg),
             "--train-start", "2011-07-28", "--train-end", "2011-07-30", "--test-day", "2011-07-31",
             "--test-patches", "2000"]

@@ -258,22 +258,22 @@ def check_archive_target(out: str, storage: StorageConfig, overwrite: bool) -> N
                          f"(pass --overwrite to write into it)")
 
 
-def generate_twin(cfg: Config, progress: Callable[[str], None] = print) -> TwinSummary:
-    """Generate the twin described by ``cfg.synth`` on ``cfg.grid`` into ``cfg.synth.out``.
+def generate_twin(cfg: Config, out: str, progress: Callable[[str], None] = print) -> TwinSummary:
+    """Generate the twin described by ``cfg.synth`` on ``cfg.grid`` into the archive root ``out``.
     Ray must be initialised (see :func:`smray.raysupport.init_ray`)."""
     import ray
 
     syn, storage = cfg.synth, resolve_storage(cfg.storage)
     grid = cfg.grid.grid()
-    check_archive_target(syn.out, storage, syn.overwrite)
+    check_archive_target(out, storage, syn.overwrite)
     t0 = time.perf_counter()
     dates = [syn.start + dt.timedelta(days=i) for i in range(syn.days)]
     progress(f"synth: {len(dates)} days {dates[0]}..{dates[-1]} on a {grid.nlat}x{grid.nlon} grid at "
-             f"{grid.res} deg (seed {syn.seed}, spin-up {syn.spinup_days} d) -> {syn.out}")
+             f"{grid.res} deg (seed {syn.seed}, spin-up {syn.spinup_days} d) -> {out}")
 
     _warm_caches(grid)
     stepper = ray.remote(num_cpus=0)(_Stepper).remote(grid, syn.seed, syn.start, syn.days, syn.spinup_days,
-                                                     syn.out, storage)
+                                                     out, storage)
     static_ref = stepper.static_fields.remote()
     task = ray.remote(num_cpus=1, max_retries=2)(_render_and_write)
     pending: deque = deque()
@@ -290,7 +290,7 @@ def generate_twin(cfg: Config, progress: Callable[[str], None] = print) -> TwinS
 
     for _ in dates:
         collect(block=False)
-        pending.append(task.remote(stepper.next_day.remote(), static_ref, grid, syn.seed, syn.out, storage,
+        pending.append(task.remote(stepper.next_day.remote(), static_ref, grid, syn.seed, out, storage,
                                    syn.sensor))
     collect(block=True)
     era_files = ray.get(stepper.finish.remote())
@@ -298,7 +298,7 @@ def generate_twin(cfg: Config, progress: Callable[[str], None] = print) -> TwinS
 
     files = sorted([f for r in results for f in r["files"]] + list(era_files) + [STATIC_PATH])
     obs = {p: float(np.mean([r["observed_fraction"][p] for r in results])) for p in PASSES}
-    summary = TwinSummary(out=syn.out, days=len(dates), files=files, seconds=time.perf_counter() - t0,
+    summary = TwinSummary(out=out, days=len(dates), files=files, seconds=time.perf_counter() - t0,
                           observed_fraction=obs)
     manifest = {
         "product": PRODUCT, "smray_version": __version__,
@@ -309,7 +309,7 @@ def generate_twin(cfg: Config, progress: Callable[[str], None] = print) -> TwinS
                    "truth": "truth/YYYY/MM/smray_twin_truth_YYYYMMDD.nc", "static": STATIC_PATH},
         "files": files, "seconds": round(summary.seconds, 1),
     }
-    fs, root = filesystem(syn.out, storage)
+    fs, root = filesystem(out, storage)
     write_bytes(fs, join(root, MANIFEST), json.dumps(manifest, indent=1).encode())
     summary.files.append(MANIFEST)
     return summary

@@ -1,0 +1,68 @@
+"""The twin stage: the AMSR-E / ERA-Interim twin archive at ``paths.twin`` (:mod:`smray.synth.twin`).
+
+Current when ``twin.json`` records the same grid and the same ``synth`` start, days, seed, spin-up
+and sensor. ``force`` overwrites the archive."""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+from smray.config import Config, StorageConfig, to_dict
+from smray.errors import SmrayError
+from smray.stages.base import Progress, Stage, StageState, ray_runtime
+from smray.stages.layout import Layout
+from smray.storage import join
+
+NAME = "twin"
+#: the twin's settings a finished twin must share with the config (twin.json ``synth``)
+TWIN_KEYS = ("start", "days", "seed", "spinup_days", "sensor")
+MANIFEST = "twin.json"
+
+
+class TwinStage(Stage):
+    name = NAME
+
+    def unit_state(self, cfg: Config, lay: Layout, unit: str, storage: StorageConfig) -> StageState:
+        from smray.serial import read_json
+
+        twin = lay.need("twin")
+        try:
+            manifest = read_json(join(twin, MANIFEST), storage)
+        except (FileNotFoundError, SmrayError):
+            return StageState(False, f"no {MANIFEST} in {twin}")
+        want = to_dict(cfg.synth)
+        differ = [k for k in TWIN_KEYS if (manifest.get("synth") or {}).get(k) != want[k]]
+        if manifest.get("grid") != cfg.grid.grid().to_dict():
+            differ.append("grid")
+        if differ:
+            return StageState(False, f"{twin} holds a twin with other {', '.join(differ)}")
+        return StageState(True, f"{twin}/{MANIFEST}: {want['days']} days from {want['start']}")
+
+    def check(self, cfg: Config, lay: Layout, storage: StorageConfig, *, force: bool = False) -> None:
+        """A twin that will be generated must not overwrite another archive."""
+        from smray.synth.twin import check_archive_target
+
+        if force or self.unit_state(cfg, lay, "", storage).done:
+            return
+        try:
+            check_archive_target(lay.need("twin"), storage, cfg.synth.overwrite)
+        except SmrayError as err:
+            raise SmrayError(f"paths.twin: {err} (or set synth.overwrite)") from None
+
+    def forget(self, cfg: Config, lay: Layout, unit: str, storage: StorageConfig, progress: Progress) -> None:
+        progress(f"twin: forced: {lay.need('twin')} is overwritten")
+
+    def run_unit(self, cfg: Config, lay: Layout, unit: str, storage: StorageConfig, st: StageState,
+                 progress: Progress) -> Any:
+        from smray.synth.twin import generate_twin
+
+        synth = dataclasses.replace(cfg.synth, overwrite=cfg.synth.overwrite or st.why == "forced")
+        with ray_runtime(cfg.ray):
+            result = generate_twin(dataclasses.replace(cfg, synth=synth), lay.need("twin"), progress=progress)
+        progress(f"twin: wrote {result.days} days to {result.out} in {result.seconds:.0f} s")
+        return result
+
+
+STAGE = TwinStage()
+run, state = STAGE.run, STAGE.state
