@@ -1,9 +1,12 @@
-"""`smray demo` end to end on a small config: local S3 endpoint, local Ray, the whole chain (twin →
-cube → CNN and SVR → maps of CNN, SVR and physical → report), the bucket persisted to disk when the
-endpoint stops, and a second run that restarts from the persisted bucket and skips every stage."""
+"""`smray demo` end to end: the embedded default (smray/configs/demo.yaml) made small (a 2° twin of 3 days,
+trained on 2, mapped on the third) runs on the local S3 endpoint and local Ray the whole chain it plans
+(twin → cube → CNN and SVR → maps of CNN, SVR and physical → report), the bucket persisted to disk when
+the endpoint stops, and a second run restarts from the persisted bucket and skips every stage."""
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
 import os
 from pathlib import Path
@@ -12,38 +15,47 @@ import numpy as np
 import pytest
 import xarray as xr
 
-from smray.cli import main
+from smray import cube as cubemod, mapstore
+from smray.cli import DEMO_CONFIG, main
 from smray.config import load_config
-from smray.reprocess import make_plan
+from smray.stages.chain import make_plan
+from smray.testing import TINY_CHAIN, merged, write_config
 
 pytestmark = [pytest.mark.ray, pytest.mark.s3, pytest.mark.slow]
 
-SMALL = """
-grid: {res: 2.0}
-synth: {out: s3://smray-demo/twin, start: 2011-07-01, days: 3, spinup_days: 3, overwrite: true}
-ingest: {tb: s3://smray-demo/twin/amsr, ref: s3://smray-demo/twin/era_interim, out: s3://smray-demo/cube.zarr,
-         start: 2011-07-01, end: 2011-07-03}
-patches: {per_day: 700, train_per_day: 500, val_per_day: 200}
-train: {epochs: 1, patience: 0, workers: 1, cpus_per_worker: 0.5, batch_size: 128, svr_max_samples: 300}
-predict: {actor_cpus: 0.5}
-reprocess:
-  stages: [twin, ingest, train, predict, evaluate]
-  models: [cnn, svr, physical]
-  root: s3://smray-demo
-  train_end: 2011-07-02
-"""
+#: what makes the embedded default small; its stages, models and places stay as they are
+SMALLER = merged(TINY_CHAIN, {
+    "paths": {"ingest": {"end": "2011-07-03"}, "train": {"end": "2011-07-02"},
+              "predict": {"start": "2011-07-03", "end": "2011-07-03"}},
+    "synth": {"days": 3, "spinup_days": 3},
+    "predict": {"calibration_days": 10},  # both training days: one day of a 2° twin has too few validation cells
+})
+UNITS = ("twin", "ingest", "train:cnn", "train:svr", "predict:cnn", "predict:svr", "predict:physical", "evaluate")
 
 
-def test_demo_runs_the_whole_chain_and_persists_it(tmp_path: Path, ray_local, capsys) -> None:
-    cfg = tmp_path / "small.yaml"
-    cfg.write_text(SMALL)
-    data = tmp_path / "s3data"
-    before = {k: os.environ.get(k) for k in ("AWS_ENDPOINT_URL", "AWS_ACCESS_KEY_ID")}
-    assert main(["demo", "--config", str(cfg), "--data", str(data)]) == 0
-    out = capsys.readouterr().out
-    assert {k: os.environ.get(k) for k in before} == before  # the demo restores the environment
+@pytest.fixture(scope="module")
+def demo(tmp_path_factory, ray_local) -> dict:
+    """Two runs of ``smray demo`` on the small default: their exit codes and what they printed."""
+    root = tmp_path_factory.mktemp("demo")
+    cfg = write_config(root / "small.yaml", base=DEMO_CONFIG, **SMALLER)
+    data = root / "s3data"
+    env = ("AWS_ENDPOINT_URL", "AWS_ACCESS_KEY_ID")
+    before = {k: os.environ.get(k) for k in env}
+    runs = []
+    for _ in range(2):
+        with contextlib.redirect_stdout(io.StringIO()) as out:
+            code = main(["demo", "--config", str(cfg), "--data", str(data)])
+        runs.append({"code": code, "out": out.getvalue(), "env": {k: os.environ.get(k) for k in env}})
+    return {"config": cfg, "data": data, "bucket": data / "smray-demo", "env_before": before, "runs": runs}
+
+
+def test_demo_runs_the_whole_chain_and_persists_it(demo: dict) -> None:
+    first, second = demo["runs"]
+    assert first["code"] == 0
+    assert first["env"] == demo["env_before"]  # the demo restores the environment
+    out = first["out"]
     assert "demo: done" in out and "reprocess: done in " in out
-    bucket = data / "smray-demo"
+    bucket = demo["bucket"]
     assert f"{bucket}/report/report.md" in out  # says where the report is ...
     for kind in ("cnn", "svr", "physical"):  # ... and the maps
         assert f"s3://smray-demo/maps/{kind}.zarr  ->  {bucket}/maps/{kind}.zarr" in out
@@ -62,24 +74,43 @@ def test_demo_runs_the_whole_chain_and_persists_it(tmp_path: Path, ray_local, ca
     report = (bucket / "report" / "report.md").read_text()
     assert all(k in report for k in ("cnn", "svr", "physical"))
     assert list((bucket / "report").glob("maps_*.png"))
-    # a second run restarts from the persisted bucket and skips every finished stage
-    assert main(["demo", "--config", str(cfg), "--data", str(data)]) == 0
-    out = capsys.readouterr().out
-    for unit in ("twin", "ingest", "train:cnn", "train:svr", "predict:cnn", "predict:svr", "predict:physical",
-                 "evaluate"):
-        assert f"stage {unit}: done already" in out
-    assert "(ran: nothing; 8 done already)" in out
+    # the second run restarts from the persisted bucket and skips every finished stage
+    assert second["code"] == 0
+    for unit in UNITS:
+        assert f"stage {unit}: done already" in second["out"]
+    assert "(ran: nothing; 8 done already)" in second["out"]
 
 
-def test_the_embedded_default_runs_the_whole_chain() -> None:
-    """demo.yaml (what `make demo` runs): every stage, CNN vs SVR vs physical, SVR maps of the test
-    day only, everything on the local S3 endpoint."""
-    from smray.cli import DEMO_CONFIG
+def test_the_embedded_default_runs_the_whole_chain(demo: dict) -> None:
+    """demo.yaml (what `make demo` runs) plans every stage, CNN vs SVR vs physical, SVR maps of the test
+    day only, everything on the local S3 endpoint; the small run above is that plan at a smaller size
+    (same stages, models and places), and every unit of it ran and left complete outputs there."""
+    default, small = make_plan(load_config(DEMO_CONFIG)), make_plan(load_config(demo["config"]))
+    lay = default.layout
+    assert default.stages == ("twin", "ingest", "train", "predict", "evaluate")
+    assert lay.kinds == ("cnn", "svr", "physical")
+    assert lay.twin == "s3://smray-demo/twin" and lay.cube == "s3://smray-demo/cube.zarr"
+    assert [str(d) for d in lay.map_range("svr", 1)] == ["2011-07-31", "2011-07-31"]
+    assert str(lay.map_range("cnn", None)[1]) == "2011-08-04"
+    assert small.stages == default.stages
+    for field in ("kinds", "twin", "tb", "ref", "cube", "models", "maps", "report"):
+        assert getattr(small.layout, field) == getattr(lay, field), field
+    first = demo["runs"][0]["out"]
+    for unit in UNITS:
+        assert f"stage {unit}: running (" in first, unit
 
-    cfg = load_config(DEMO_CONFIG)
-    plan = make_plan(cfg)
-    assert plan.stages == ("twin", "ingest", "train", "predict", "evaluate")
-    assert plan.models == ("cnn", "svr", "physical")
-    assert plan.twin == cfg.synth.out == "s3://smray-demo/twin" and plan.cube == "s3://smray-demo/cube.zarr"
-    assert str(plan.map_ranges["svr"][0]) == str(plan.map_ranges["svr"][1]) == "2011-07-31"
-    assert str(plan.map_ranges["cnn"][1]) == "2011-08-04"
+    def on_disk(url: str) -> str:
+        return str(demo["data"] / url.removeprefix("s3://"))
+
+    assert (Path(on_disk(lay.twin)) / "twin.json").exists()
+    census = cubemod.census(on_disk(lay.cube))
+    assert census.complete and len(census.ok) == 3
+    assert (Path(on_disk(lay.model_dir("cnn"))) / "model.pt").exists()
+    assert (Path(on_disk(lay.model_dir("svr"))) / "svr.npz").exists()
+    for kind in lay.kinds:
+        maps = mapstore.census(on_disk(lay.map_store(kind)))
+        assert maps.complete and len(maps.ok) == 1, kind
+    metrics = json.loads((Path(on_disk(lay.report)) / "metrics.json").read_text())
+    assert metrics["maps"] == [lay.map_store(k) for k in lay.kinds]
+    for kind in lay.kinds:
+        assert metrics["models"][kind]["n"] > 0, kind
