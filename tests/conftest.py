@@ -79,23 +79,3 @@ def ray_local():
     yield ray
     ray.shutdown()
 
-
-def build_twin_and_cube(root: Path, start, days: int, res: float, *, seed: int, spinup_days: int = 3,
-                        config: Path | None = None, synth_args: tuple[str, ...] = ()) -> tuple[Path, Path]:
-    """A small twin (``root/twin``) and its cube (``root/cube.zarr``) through the real CLI: ``smray synth``
-    then ``smray ingest`` of every twin day. ``config`` is the ingest config (default: the grid only)."""
-    import datetime as dt
-
-    from smray.cli import main
-
-    twin, cube = root / "twin", root / "cube.zarr"
-    first = start.isoformat()
-    last = (start + dt.timedelta(days=days - 1)).isoformat()
-    assert main(["synth", "--out", str(twin), "--start", first, "--days", str(days), "--res", str(res),
-                 "--spinup-days", str(spinup_days), "--seed", str(seed), *synth_args]) == 0
-    if config is None:
-        config = root / "ingest.yaml"
-        config.write_text(f"grid:\n  res: {res}\n")
-    assert main(["ingest", "--tb", f"{twin}/amsr", "--ref", f"{twin}/era_interim", "--start", first,
-                 "--end", last, "--out", str(cube), "--config", str(config)]) == 0
-    return twin, cube

@@ -25,9 +25,9 @@ import pytest
 import xarray as xr
 
 from smray import cube
-from smray.cli import main
 from smray.config import load_config
 from smray.errors import SmrayError
+from smray.testing import build_twin
 
 START = dt.date(2011, 7, 1)
 DAYS = 6
@@ -53,10 +53,8 @@ def _assert_same_cube(got: str, want: Path) -> None:
 
 @pytest.fixture(scope="module")
 def twin(tmp_path_factory, ray_local) -> Path:
-    out = tmp_path_factory.mktemp("twin") / "archive"
-    assert main(["synth", "--out", str(out), "--start", START.isoformat(), "--days", str(DAYS), "--res", str(RES),
-                 "--spinup-days", "2", "--seed", "11"]) == 0
-    return out
+    return build_twin(tmp_path_factory.mktemp("twin") / "archive", start=START, days=DAYS, res=RES, seed=11,
+                      spinup_days=2)
 
 
 @pytest.fixture(scope="module")

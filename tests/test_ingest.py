@@ -19,13 +19,13 @@ import pytest
 import xarray as xr
 
 from smray import cube
-from smray.cli import main
 from smray.config import QCConfig, StorageConfig
 from smray.errors import SmrayError
 from smray.formats.era import read_era
 from smray.formats.jaxa_l3 import write_jaxa_l3
 from smray.grid import Grid
 from smray.qc import FLAGS
+from smray.testing import build_twin, ingest_twin, write_config
 
 REPO = Path(__file__).resolve().parents[1]
 START = dt.date(2011, 7, 1)
@@ -66,37 +66,21 @@ def valid(tb: np.ndarray) -> np.ndarray:
         return (np.isfinite(tb) & (tb >= QC.tb_min_k) & (tb <= QC.tb_max_k)).all(axis=0)
 
 
-def write_config(path: Path, **ingest: object) -> Path:
-    lines = [f"grid:\n  res: {RES}\n"]
-    if ingest:
-        lines.append("ingest:\n" + "".join(f"  {k}: {v}\n" for k, v in ingest.items()))
-    path.write_text("".join(lines))
-    return path
-
-
-def ingest(twin: Path | str, out: Path | str, start: dt.date, end: dt.date, config: Path) -> int:
-    return main(["ingest", "--tb", f"{twin}/amsr", "--ref", f"{twin}/era_interim", "--start", start.isoformat(),
-                 "--end", end.isoformat(), "--out", str(out), "--config", str(config)])
-
-
 @pytest.fixture(scope="module")
 def twin(tmp_path_factory, ray_local) -> Path:
-    out = tmp_path_factory.mktemp("twin") / "archive"
-    assert main(["synth", "--out", str(out), "--start", START.isoformat(), "--days", str(DAYS), "--res", str(RES),
-                 "--spinup-days", "3", "--seed", "5"]) == 0
-    return out
+    return build_twin(tmp_path_factory.mktemp("twin") / "archive", start=START, days=DAYS, res=RES, seed=5)
 
 
 @pytest.fixture(scope="module")
 def config(tmp_path_factory) -> Path:
-    return write_config(tmp_path_factory.mktemp("cfg") / "ingest.yaml")
+    return write_config(tmp_path_factory.mktemp("cfg") / "ingest.yaml", grid={"res": RES})
 
 
 @pytest.fixture(scope="module")
 def full_cube(twin: Path, config: Path, tmp_path_factory) -> Path:
     """The uninterrupted run over every day of the twin."""
     out = tmp_path_factory.mktemp("cubes") / "full.zarr"
-    assert ingest(twin, out, day(1), day(DAYS), config) == 0
+    assert ingest_twin(twin, out, start=day(1), end=day(DAYS), config=config) == 0
     return out
 
 
@@ -291,7 +275,7 @@ def test_bad_input_days_are_skipped_and_recorded(twin: Path, config: Path, tmp_p
     archive = tmp_path / "bad"
     bad = _corrupt_archive(twin, archive)
     out = tmp_path / "bad.zarr"
-    assert ingest(archive, out, day(1), day(DAYS), config) == 0
+    assert ingest_twin(archive, out, start=day(1), end=day(DAYS), config=config) == 0
     printed = capsys.readouterr().out
     assert f"{len(bad)} skipped" in printed
     ds = cube.open_cube(str(out))
@@ -326,7 +310,7 @@ def test_previous_day_problems_cost_only_the_fill(twin: Path, full_cube: Path, c
     f = amsr(archive, day(2), "A", "06")
     f.write_bytes(f.read_bytes()[:1000])
     out = tmp_path / "prev.zarr"
-    assert ingest(archive, out, day(3), day(3), config) == 0
+    assert ingest_twin(archive, out, start=day(3), end=day(3), config=config) == 0
     rec = cube.day_records(str(out))[day(3)]
     assert rec["status"] == "ok" and any(f.name in n and "not composited" in n for n in rec["notes"])
     got, full = cube.read_day(str(out), None, day(3)), cube.read_day(str(full_cube), None, day(3))
@@ -346,12 +330,12 @@ def _chunks(root: Path) -> dict[str, tuple[int, bytes]]:
 @pytest.mark.ray
 def test_append_later_days_leaves_earlier_chunks_alone(twin: Path, config: Path, tmp_path: Path, capsys) -> None:
     out = tmp_path / "append.zarr"
-    assert ingest(twin, out, day(1), day(3), config) == 0
+    assert ingest_twin(twin, out, start=day(1), end=day(3), config=config) == 0
     before = _chunks(out)
     assert len(before) == 3 * 3
-    assert ingest(twin, out, day(1), day(3), config) == 0  # a re-run does nothing
+    assert ingest_twin(twin, out, start=day(1), end=day(3), config=config) == 0  # a re-run does nothing
     assert "0 days written, 0 skipped, 3 already done" in capsys.readouterr().out
-    assert ingest(twin, out, day(4), day(5), config) == 0
+    assert ingest_twin(twin, out, start=day(4), end=day(5), config=config) == 0
     assert "2 days written, 0 skipped, 0 already done" in capsys.readouterr().out
     after = _chunks(out)
     assert {k: after[k] for k in before} == before  # same bytes, same mtimes
@@ -382,7 +366,7 @@ def test_killed_ingest_rerun_equals_uninterrupted(twin: Path, full_cube: Path, c
 
     out = tmp_path / "killed.zarr"
     slow = tmp_path / "one-at-a-time.yaml"
-    slow.write_text(f"grid:\n  res: {RES}\ningest:\n  max_concurrency: 1\nray:\n  num_cpus: 1\n")
+    write_config(slow, grid={"res": RES}, ingest={"max_concurrency": 1}, ray={"num_cpus": 1})
     cmd = [sys.executable, "-m", "pipelines.ingest", "--tb", f"{twin}/amsr", "--ref", f"{twin}/era_interim",
            "--start", day(1).isoformat(), "--end", day(DAYS).isoformat(), "--out", str(out), "--config", str(slow)]
     log = tmp_path / "killed.log"
@@ -412,7 +396,7 @@ def test_killed_ingest_rerun_equals_uninterrupted(twin: Path, full_cube: Path, c
     done = len(list(records.glob("*.json")))
     assert 2 <= done < DAYS, f"kill came too late ({done} of {DAYS} days recorded)"
 
-    assert ingest(twin, out, day(1), day(DAYS), config) == 0
+    assert ingest_twin(twin, out, start=day(1), end=day(DAYS), config=config) == 0
     a, b = xr.open_zarr(out), xr.open_zarr(full_cube)
     for name in ("tb", "qc", "swvl1", "land_fraction", "time", "lat", "lon", "pass", "channel"):
         np.testing.assert_array_equal(a[name].values, b[name].values, err_msg=name)  # NaN equals NaN
@@ -479,7 +463,7 @@ def test_other_qc_settings_on_an_existing_cube_are_refused(twin: Path, full_cube
     from smray.ingest import run_ingest
 
     other = tmp_path / "c.yaml"
-    other.write_text(f"grid:\n  res: {RES}\nqc:\n  composite_days: 1\n")
+    write_config(other, grid={"res": RES}, qc={"composite_days": 1})
     cfg = load_config(other, {"ingest": {"tb": f"{twin}/amsr", "ref": f"{twin}/era_interim", "out": str(full_cube),
                                          "start": day(1).isoformat(), "end": day(2).isoformat()}})
     with pytest.raises(SmrayError, match="other qc settings"):
@@ -492,10 +476,10 @@ def test_twin_and_cube_on_local_s3(s3_bucket: str, ray_local, tmp_path: Path) ->
     import s3fs
 
     twin = f"{s3_bucket}/twin"
-    assert main(["synth", "--out", twin, "--start", START.isoformat(), "--days", "2", "--res", str(RES),
-                 "--spinup-days", "2"]) == 0
+    build_twin(twin, start=START, days=2, res=RES, seed=0, spinup_days=2)
     out = f"{s3_bucket}/cube.zarr"
-    assert ingest(twin, out, day(1), day(2), write_config(tmp_path / "c.yaml")) == 0
+    config = write_config(tmp_path / "c.yaml", grid={"res": RES})
+    assert ingest_twin(twin, out, start=day(1), end=day(2), config=config) == 0
     ds = cube.open_cube(out)
     assert ds.attrs["days_ok"] == 2 and ds.sizes["time"] == 2
     fs = s3fs.S3FileSystem()

@@ -21,7 +21,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import build_twin_and_cube
 import torch
 import xarray as xr
 import zarr
@@ -34,6 +33,7 @@ from smray.models import fcn_forward, patchwise_forward
 from smray.predict import (PHYSICAL, Predictor, day_inputs, describe_model, prediction_mask, run_predict,
                            valid_inputs)
 from smray.qc import FLAGS, cf_attrs
+from smray.testing import SMALL_RUN, build_twin_and_cube, merged, quiet, write_config
 from smray.train import run_training
 
 pytestmark = [pytest.mark.ray, pytest.mark.slow]
@@ -46,45 +46,22 @@ HELD_OUT = 5  # index of the first held-out day
 RES = 1.0
 SECRET_KEY, SECRET = "AKIAPREDICTSENTINEL", "predict-secret-sentinel-value"
 
-CONFIG = f"""\
-grid:
-  res: {RES}
-ray:
-  num_cpus: 4
-storage:
-  s3:
-    key: {SECRET_KEY}
-    secret: {SECRET}
-patches:
-  per_day: 3000
-  train_per_day: 2500
-  val_per_day: 500
-  split: blocked
-  block_deg: 10.0
-  val_block_fraction: 0.2
-  val_day_every: 5
-train:
-  workers: 1
-  cpus_per_worker: 0.5
-  batch_size: 128
-  epochs: 2
-  patience: 0
-  svr_max_samples: 1500
-predict:
-  actors: 2
-  actor_cpus: 0.5
-"""
-
-
-def quiet(_: str) -> None:
-    pass
+#: the run's settings; the storage section carries sentinel credentials that must never reach the store
+PREDICT = merged(SMALL_RUN, {
+    "grid": {"res": RES},
+    "storage": {"s3": {"key": SECRET_KEY, "secret": SECRET}},
+    "patches": {"per_day": 3000, "train_per_day": 2500, "val_per_day": 500, "split": "blocked", "block_deg": 10.0,
+                "val_block_fraction": 0.2, "val_day_every": 5},
+    "train": {"epochs": 2, "svr_max_samples": 1500},
+    "predict": {"actors": 2},
+})
 
 
 @pytest.fixture(scope="module")
 def setup(tmp_path_factory, ray_local) -> dict:
     root = tmp_path_factory.mktemp("predict")
-    (root / "cfg.yaml").write_text(CONFIG)
-    twin, cube_url = build_twin_and_cube(root, START, DAYS, RES, seed=5, config=root / "cfg.yaml")
+    write_config(root / "cfg.yaml", base=PREDICT)
+    twin, cube_url = build_twin_and_cube(root, start=START, days=DAYS, res=RES, seed=5, config=root / "cfg.yaml")
     cfg = load_config(root / "cfg.yaml")
     run_training(cfg, str(cube_url), START, TRAIN_END, str(root / "cnn"), progress=quiet)
     run_training(cfg, str(cube_url), START, TRAIN_END, str(root / "svr"), model_kind="svr", progress=quiet)
@@ -95,13 +72,14 @@ def setup(tmp_path_factory, ray_local) -> dict:
 
 
 def chunk_state(store: str, days: list[int]) -> dict[str, tuple[int, bytes]]:
-    """mtime_ns and bytes of every chunk of the given day indices."""
+    """mtime_ns and bytes of every chunk of the given day indices (one chunk a variable a day: all there)."""
     out = {}
     for name in mapstore.TIME_VARS:
         for i in days:
             for p in (Path(store) / name / "c" / str(i)).rglob("*"):
                 if p.is_file():
                     out[str(p)] = (p.stat().st_mtime_ns, p.read_bytes())
+    assert len(out) == len(days) * len(mapstore.TIME_VARS), f"{store}: chunks of days {days} missing"
     return out
 
 
@@ -175,7 +153,9 @@ def test_provenance_attributes_and_no_secrets(setup: dict) -> None:
     config = json.loads(attrs["smray_config"])
     assert config["predict"]["actors"] == 2 and config["storage"]["s3"]["endpoint_url"] is None
     # the config held S3 credentials: none of them in any metadata object or record of the store
-    for p in Path(setup["full"]).rglob("*.json"):
+    metadata = list(Path(setup["full"]).rglob("*.json"))
+    assert len(metadata) > DAYS  # the group's and every array's zarr.json, every day's record
+    for p in metadata:
         text = p.read_text()
         assert SECRET not in text and SECRET_KEY not in text, p
 
@@ -215,7 +195,6 @@ def test_later_end_appends_without_rewriting(setup: dict, tmp_path: Path) -> Non
     a = run_predict(setup["cfg"], setup["cube"], setup["cnn"], out, START + dt.timedelta(days=4), mid, progress=quiet)
     assert a.days_written == 2
     before = chunk_state(out, [0, 1])
-    assert len(before) == 2 * len(mapstore.TIME_VARS)
     time.sleep(0.05)
     b = run_predict(setup["cfg"], setup["cube"], setup["cnn"], out, START + dt.timedelta(days=4), END, progress=quiet)
     assert (b.days_written, b.days_skipped) == (2, 2)
@@ -231,8 +210,7 @@ def test_later_end_appends_without_rewriting(setup: dict, tmp_path: Path) -> Non
 # --------------------------------------------------------------------------------------------
 def test_killed_driver_then_rerun_equals_uninterrupted(setup: dict, tmp_path: Path) -> None:
     out = tmp_path / "killed.zarr"
-    cfg_path = tmp_path / "one_actor.yaml"
-    cfg_path.write_text(CONFIG.replace("actors: 2", "actors: 1"))
+    cfg_path = write_config(tmp_path / "one_actor.yaml", base=PREDICT, predict={"actors": 1})
     argv = [sys.executable, "-m", "smray.cli", "predict", "--cube", setup["cube"], "--model", setup["cnn"],
             "--start", START.isoformat(), "--end", END.isoformat(), "--out", str(out), "--config", str(cfg_path)]
     proc = subprocess.Popen(argv, start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)

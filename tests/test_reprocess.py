@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 import xarray as xr
+import yaml
 
 from pipelines.reprocess import main
 from smray import cube as cubemod
@@ -20,30 +21,22 @@ from smray import mapstore
 from smray.config import load_config
 from smray.errors import SmrayError
 from smray.reprocess import make_plan, run_reprocess
+from smray.testing import TINY_CHAIN, merged, write_config
 
 pytestmark = [pytest.mark.ray, pytest.mark.slow]
 
 START = dt.date(2011, 7, 1)
-#: the chain's settings; ROOT is replaced per test
-CONFIG = """\
-grid: {res: 2.0}
-synth: {start: 2011-07-01, days: 4, spinup_days: 3, seed: 5}
-ray: {num_cpus: 4}
-patches: {per_day: 700, train_per_day: 500, val_per_day: 200}
-train: {epochs: 1, workers: 1, cpus_per_worker: 0.5, batch_size: 128, svr_max_samples: 300, patience: 0}
-predict: {actor_cpus: 0.5}
-reprocess:
-  stages: [twin, ingest, train, predict, evaluate]
-  models: [cnn, svr, physical]
-  root: ROOT
-  train_end: 2011-07-02
-  predict_days: {svr: 1}
-"""
+#: the chain's settings; ``reprocess.root`` is set per test
+CHAIN = merged(TINY_CHAIN, {
+    "synth": {"start": START.isoformat(), "days": 4, "spinup_days": 3, "seed": 5},
+    "reprocess": {"stages": ["twin", "ingest", "train", "predict", "evaluate"], "models": ["cnn", "svr", "physical"],
+                  "train_end": "2011-07-02", "predict_days": {"svr": 1}},
+})
 
 
-def write_config(path: Path, root: Path, extra: str = "") -> Path:
-    path.write_text(CONFIG.replace("ROOT", str(root)) + extra)
-    return path
+def chain_config(path: Path, root: Path, **sections: dict) -> Path:
+    """The chain's config with its outputs under ``root`` and ``sections`` on top, written to ``path``."""
+    return write_config(path, base=merged(CHAIN, {"reprocess": {"root": str(root)}}), **sections)
 
 
 def mtimes(root: Path, *parts: str) -> dict[str, int]:
@@ -68,7 +61,7 @@ class Lines(list):
 def chain(tmp_path_factory, ray_local) -> dict:
     base = tmp_path_factory.mktemp("reprocess")
     root = base / "out"
-    cfg_path = write_config(base / "chain.yaml", root)
+    cfg_path = chain_config(base / "chain.yaml", root)
     lines = Lines()
     summary = run_reprocess(load_config(cfg_path), progress=lines)
     return {"root": root, "cfg_path": cfg_path, "lines": lines, "summary": summary, "base": base}
@@ -152,9 +145,8 @@ def test_an_interrupted_training_run_resumes(chain: dict) -> None:
     shutil.copytree(root / "models/cnn", new_root / "models/cnn")
     for name in ("model.pt", "model.pt.json", "training.json"):
         (new_root / "models/cnn" / name).unlink()
-    extra = f"ingest: {{out: {root / 'cube.zarr'}}}\n"
-    cfg = load_config(write_config(base / "resume.yaml", new_root, extra),
-                      {"reprocess": {"stages": ["train"], "models": ["cnn"]}, "train": {"epochs": 2}})
+    cfg = load_config(chain_config(base / "resume.yaml", new_root, ingest={"out": str(root / "cube.zarr")},
+                                   reprocess={"stages": ["train"], "models": ["cnn"]}, train={"epochs": 2}))
     lines = Lines()
     summary = run_reprocess(cfg, progress=lines)
     assert summary.ran == ["train:cnn"]
@@ -177,8 +169,9 @@ def test_an_interrupted_ingest_resumes_the_missing_day(chain: dict) -> None:
     (cube / "_smray/days/2011-07-04.json").unlink()
     shutil.rmtree(cube / "tb/c/3")
     kept = mtimes(new_root, "cube.zarr/tb/c/0")
-    extra = f"ingest: {{out: {cube}, tb: {root / 'twin/amsr'}, ref: {root / 'twin/era_interim'}}}\n"
-    cfg = load_config(write_config(base / "ingest.yaml", new_root, extra), {"reprocess": {"stages": ["ingest"]}})
+    assert kept  # day 0's TB chunk
+    archive = {"out": str(cube), "tb": str(root / "twin/amsr"), "ref": str(root / "twin/era_interim")}
+    cfg = load_config(chain_config(base / "ingest.yaml", new_root, ingest=archive, reprocess={"stages": ["ingest"]}))
     lines = Lines()
     summary = run_reprocess(cfg, progress=lines)
     assert summary.ran == ["ingest"]
@@ -192,13 +185,15 @@ def test_an_interrupted_ingest_resumes_the_missing_day(chain: dict) -> None:
 # Bad input: one line, before any work
 # --------------------------------------------------------------------------------------------
 def test_a_stage_that_does_not_exist_is_refused(tmp_path: Path, capsys) -> None:
-    cfg = write_config(tmp_path / "bad.yaml", tmp_path / "out")
-    cfg.write_text(cfg.read_text().replace("stages: [twin, ingest,", "stages: [twin, injest,"))
+    cfg = chain_config(tmp_path / "bad.yaml", tmp_path / "out")
+    data = yaml.safe_load(cfg.read_text())
+    data["reprocess"]["stages"][1] = "injest"
+    cfg.write_text(yaml.safe_dump(data))
     assert main(["--config", str(cfg)]) == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith("smray: error: reprocess.stages: unknown stage 'injest' (known: twin, ingest, train,")
     assert len(err.splitlines()) == 1
-    good = write_config(tmp_path / "good.yaml", tmp_path / "out")
+    good = chain_config(tmp_path / "good.yaml", tmp_path / "out")
     assert main(["--config", str(good), "--stages", "ingest,predcit"]) == 2
     assert "--stages: unknown stage 'predcit'" in capsys.readouterr().err
     assert main(["--config", str(good), "--stages", "ingest", "--force", "train"]) == 2
@@ -209,7 +204,7 @@ def test_a_stage_that_does_not_exist_is_refused(tmp_path: Path, capsys) -> None:
 def test_an_output_location_that_cannot_be_written_is_refused(tmp_path: Path, capsys) -> None:
     blocker = tmp_path / "a-file"
     blocker.write_text("not a directory\n")
-    cfg = write_config(tmp_path / "c.yaml", blocker / "out")
+    cfg = chain_config(tmp_path / "c.yaml", blocker / "out")
     assert main(["--config", str(cfg)]) == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith(f"smray: error: reprocess.root: {blocker}/out: cannot create output directory")
@@ -224,12 +219,10 @@ def test_gpus_the_cluster_lacks_are_refused_before_any_work(chain: dict, tmp_pat
     if ray_local.cluster_resources().get("GPU", 0) >= 1:
         pytest.skip("this machine has a GPU")
     new_root = tmp_path / "gpu"
-    extra = f"ingest: {{out: {root / 'cube.zarr'}}}\n"
-    overrides = {"reprocess": {"stages": [stage], "models": ["cnn"], "root": str(new_root)},
-                 section: {"use_gpu": True}}
     if stage == "predict":  # the trained model of the chain
         shutil.copytree(root / "models/cnn", new_root / "models/cnn")
-    cfg = load_config(write_config(tmp_path / "gpu.yaml", root, extra), overrides)
+    cfg = load_config(chain_config(tmp_path / "gpu.yaml", new_root, ingest={"out": str(root / "cube.zarr")},
+                                   reprocess={"stages": [stage], "models": ["cnn"]}, **{section: {"use_gpu": True}}))
     before = sorted(p.name for p in new_root.rglob("*"))
     with pytest.raises(SmrayError, match=rf"^{section}\.use_gpu: true asks for .*GPU.*but the Ray cluster has "
                                          r"4 CPU and 0 GPU$"):
@@ -238,7 +231,7 @@ def test_gpus_the_cluster_lacks_are_refused_before_any_work(chain: dict, tmp_pat
 
 
 def test_the_plan_resolves_the_layout(tmp_path: Path) -> None:
-    cfg = load_config(write_config(tmp_path / "c.yaml", tmp_path / "out"))
+    cfg = load_config(chain_config(tmp_path / "c.yaml", tmp_path / "out"))
     plan = make_plan(cfg)
     out = str(tmp_path / "out")
     assert plan.twin == f"{out}/twin" and plan.tb == f"{out}/twin/amsr" and plan.ref == f"{out}/twin/era_interim"
@@ -251,5 +244,5 @@ def test_the_plan_resolves_the_layout(tmp_path: Path) -> None:
                                "svr": (dt.date(2011, 7, 3), dt.date(2011, 7, 3)),
                                "physical": (dt.date(2011, 7, 3), dt.date(2011, 7, 4))}
     with pytest.raises(SmrayError, match=r"^reprocess.predict_start: 2011-08-01 is outside the ingest range"):
-        make_plan(load_config(write_config(tmp_path / "d.yaml", tmp_path / "out",
-                                           "  predict_start: 2011-08-01\n")))
+        make_plan(load_config(chain_config(tmp_path / "d.yaml", tmp_path / "out",
+                                           reprocess={"predict_start": "2011-08-01"})))

@@ -14,10 +14,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import build_twin_and_cube
 import torch
 
-from smray import cube
+from smray import cube, testing
 from smray.baselines import load_svr
 from smray.checkpoint import load_model
 from smray.cli import main
@@ -25,6 +24,7 @@ from smray.config import Config, PatchConfig, TrainConfig, load_config
 from smray.errors import SmrayError
 from smray.models import PixelMLP
 from smray.patches import count_samples
+from smray.testing import SMALL_RUN, build_twin_and_cube, merged, quiet
 from smray.train import (FAIL_ONCE_ENV, LAST_FILE, RAY_TRAIN_DIR, RUN_NAME, SUM_FIELDS, eval_sums,
                          metrics_from_sums, run_training, train_epoch_dp)
 from smray.trainloop import array_batches, make_optimizer, train_epoch
@@ -35,36 +35,14 @@ END = START + dt.timedelta(days=DAYS - 1)
 NAN_DAY = START + dt.timedelta(days=1)
 RES = 1.0
 
-#: the test's settings as YAML (the CLI reads the same file); epochs are set per run
-CONFIG = """\
-grid:
-  res: 1.0
-ray:
-  num_cpus: 4
-patches:
-  per_day: 3000
-  train_per_day: 2500
-  val_per_day: 500
-  size: 9
-train:
-  workers: 2
-  cpus_per_worker: 0.5
-  batch_size: 128
-  lr: 0.001
-  patience: 0
-  max_failures: 1
-  svr_max_samples: 1500
-"""
+#: the test's settings (the CLI reads the same file); epochs are set per run
+TRAIN = merged(SMALL_RUN, {"grid": {"res": RES},
+                           "patches": {"per_day": 3000, "train_per_day": 2500, "val_per_day": 500, "size": 9},
+                           "train": {"workers": 2, "lr": 0.001, "max_failures": 1, "svr_max_samples": 1500}})
 
 
 def write_config(path: Path, **train: object) -> Path:
-    text = CONFIG + "".join(f"  {k}: {v}\n" for k, v in train.items())
-    path.write_text(text)
-    return path
-
-
-def quiet(_: str) -> None:
-    pass
+    return testing.write_config(path, base=TRAIN, train=train)
 
 
 # --------------------------------------------------------------------------------------------
@@ -151,7 +129,7 @@ def test_memory_output_is_refused_for_ray_train() -> None:
 # --------------------------------------------------------------------------------------------
 @pytest.fixture(scope="module")
 def clean_cube(tmp_path_factory, ray_local) -> Path:
-    return build_twin_and_cube(tmp_path_factory.mktemp("train"), START, DAYS, RES, seed=3)[1]
+    return build_twin_and_cube(tmp_path_factory.mktemp("train"), start=START, days=DAYS, res=RES, seed=3)[1]
 
 
 @pytest.fixture(scope="module")
