@@ -20,9 +20,8 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import warnings
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 import xarray as xr
@@ -30,72 +29,27 @@ import zarr
 
 from smray import __version__, qc as qcmod
 from smray.config import StorageConfig
+# the shared day-store helpers; EPOCH, RECORDS and record_path are known as the cube's names too
+from smray.daystore import (EPOCH, RECORDS, DayAxis, consolidate, date_of, day_records,  # noqa: F401
+                            days_since_epoch, exists, grow_time_axis, open_dataset, open_group, quiet, record_path,
+                            survey, write_record)
 from smray.errors import SmrayError
 from smray.grid import Grid
-from smray.storage import filesystem, join, local_path, storage_options, write_bytes
+from smray.storage import filesystem, join
 
 CHANNELS = ("06H", "06V", "10H", "10V")
 PASSES = ("A", "D")
-EPOCH = dt.date(1970, 1, 1)
-RECORDS = "_smray/days"
 CUBE_FORMAT = "smray-cube-1"
 TIME_VARS = ("tb", "qc", "swvl1")
-#: zarr's warning about fixed-length string coordinates (a FutureWarning, not a UserWarning)
-_UNSTABLE_DTYPE = getattr(zarr.errors, "UnstableSpecificationWarning", UserWarning)
-
-
-def _store(url: str, storage: StorageConfig | None, read_only: bool = False) -> Any:
-    path = local_path(url)
-    if path is not None:
-        return zarr.storage.LocalStore(path, read_only=read_only)
-    return zarr.storage.FsspecStore.from_url(url, storage_options=storage_options(url, storage),
-                                             read_only=read_only)
-
-
-def open_group(url: str, storage: StorageConfig | None = None, mode: str = "r") -> zarr.Group:
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", category=UserWarning)
-            warnings.simplefilter("ignore", category=_UNSTABLE_DTYPE)
-            return zarr.open_group(_store(url, storage, read_only=(mode == "r")), mode=mode, zarr_format=3)
-    except (FileNotFoundError, zarr.errors.GroupNotFoundError):
-        raise SmrayError(f"{url}: no smray cube here") from None
-
-
-def exists(url: str, storage: StorageConfig | None = None) -> bool:
-    fs, path = filesystem(url, storage)
-    return fs.exists(join(path, "zarr.json"))
-
-
-def days_since_epoch(date: dt.date) -> int:
-    return (date - EPOCH).days
-
-
-def date_of(days: int) -> dt.date:
-    return EPOCH + dt.timedelta(days=int(days))
-
-
 @dataclass
-class CubeInfo:
+class CubeInfo(DayAxis):
     """What the template says: grid, time axis and variables."""
 
-    url: str
-    grid: Grid
-    start: dt.date
-    end: dt.date
+    WHAT: ClassVar[str] = "cube"
+
     channels: tuple[str, ...] = CHANNELS
     passes: tuple[str, ...] = PASSES
     attrs: dict[str, Any] = field(default_factory=dict)
-
-    @property
-    def dates(self) -> list[dt.date]:
-        return [self.start + dt.timedelta(days=i) for i in range((self.end - self.start).days + 1)]
-
-    def index(self, date: dt.date) -> int:
-        i = (date - self.start).days
-        if not 0 <= i < len(self.dates):
-            raise SmrayError(f"{self.url}: {date} is outside the cube's time axis {self.start}..{self.end}")
-        return i
 
 
 def info(url: str, storage: StorageConfig | None = None) -> CubeInfo:
@@ -184,29 +138,11 @@ def create_or_extend(url: str, storage: StorageConfig | None, grid: Grid, start:
             raise SmrayError(f"{url}: cube starts {old.start}; cannot add earlier days ({start}); "
                              f"write a new cube")
         if end > old.end:
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore", category=UserWarning)
-                warnings.simplefilter("ignore", category=_UNSTABLE_DTYPE)  # re-saving consolidated string coords
-                g = open_group(url, storage, mode="r+")
-                n_old = len(old.dates)
-                n_new = (end - old.start).days + 1
-                for name in TIME_VARS:
-                    shape = list(g[name].shape)
-                    shape[0] = n_new
-                    g[name].resize(tuple(shape))
-                # one handle: a finalized cube's consolidated metadata still has the old shape, so a
-                # fresh g["time"] would be the old, shorter array and the new values would go nowhere
-                time_arr = g["time"]
-                time_arr.resize((n_new,))
-                time_arr[n_old:] = np.arange(days_since_epoch(old.end) + 1, days_since_epoch(end) + 1)
-                # bring the consolidated metadata up to date for readers and the day tasks' open_group
-                zarr.consolidate_metadata(_store(url, storage))
+            grow_time_axis(url, storage, old, end, TIME_VARS)
         return info(url, storage)
     g = open_group(url, storage, mode="w")
     ntime = (end - start).days + 1
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", category=UserWarning)  # zarr: fixed-length string dtype is "unstable"
-        warnings.simplefilter("ignore", category=_UNSTABLE_DTYPE)
+    with quiet():  # zarr: fixed-length string dtype is "unstable"
         _coord_arrays(g, grid, land_fraction)
     _time_arrays(g, grid, ntime)
     g["time"][:] = np.arange(days_since_epoch(start), days_since_epoch(end) + 1)
@@ -225,10 +161,6 @@ def create_or_extend(url: str, storage: StorageConfig | None, grid: Grid, start:
 # --------------------------------------------------------------------------------------------
 # Day writes and completion records
 # --------------------------------------------------------------------------------------------
-def record_path(date: dt.date) -> str:
-    return f"{RECORDS}/{date.isoformat()}.json"
-
-
 def write_day(url: str, storage: StorageConfig | None, date: dt.date, tb: np.ndarray, qc: np.ndarray,
               swvl1: np.ndarray, record: dict[str, Any] | None = None) -> None:
     """Write one finished day (its own chunks only), then its completion record.
@@ -245,7 +177,7 @@ def write_day(url: str, storage: StorageConfig | None, date: dt.date, tb: np.nda
     g["tb"][i] = tb.astype(np.float32)
     g["qc"][i] = qc.astype(qcmod.QC_DTYPE)
     g["swvl1"][i] = swvl1.astype(np.float32)
-    _write_record(url, storage, date, {"status": "ok", **(record or {})})
+    write_record(url, storage, date, {"status": "ok", **(record or {})})
 
 
 def skip_day(url: str, storage: StorageConfig | None, date: dt.date, reason: str,
@@ -262,31 +194,7 @@ def skip_day(url: str, storage: StorageConfig | None, date: dt.date, reason: str
     g = open_group(url, storage, mode="r+")
     ny, nx = cube.grid.shape
     g["qc"][i] = np.full((2, ny, nx), qcmod.FLAGS["day_missing"], dtype=qcmod.QC_DTYPE)
-    _write_record(url, storage, date, {"status": "skipped", "reason": reason, "files": files or []})
-
-
-def _write_record(url: str, storage: StorageConfig | None, date: dt.date, record: dict[str, Any]) -> None:
-    fs, path = filesystem(url, storage)
-    body = {"date": date.isoformat(), "written": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
-            **record}
-    write_bytes(fs, join(path, record_path(date)), json.dumps(body, default=str).encode())
-
-
-def day_records(url: str, storage: StorageConfig | None = None) -> dict[dt.date, dict[str, Any]]:
-    """Completion records by date ('ok' and 'skipped' days)."""
-    fs, path = filesystem(url, storage)
-    root = join(path, RECORDS)
-    try:
-        names = fs.ls(root, detail=False, refresh=True) if fs.exists(root) else []
-    except FileNotFoundError:
-        names = []
-    out = {}
-    for name in names:
-        if not name.endswith(".json"):
-            continue
-        rec = json.loads(fs.cat_file(name))
-        out[dt.date.fromisoformat(rec["date"])] = rec
-    return out
+    write_record(url, storage, date, {"status": "skipped", "reason": reason, "files": files or []})
 
 
 @dataclass
@@ -303,37 +211,13 @@ class Census:
         return not self.pending and not self.missing_chunks
 
 
-def time_chunks_present(url: str, storage: StorageConfig | None, names: tuple[str, ...]) -> dict[str, set[str]]:
-    """For each variable in ``names``, the time indices (as strings) whose first chunk key exists:
-    what a census compares with the completion records (one listing per variable, never cached)."""
-    fs, path = filesystem(url, storage)
-    present: dict[str, set[str]] = {}
-    for name in names:
-        base = join(path, name, "c")
-        try:
-            present[name] = {p.rstrip("/").rsplit("/", 1)[-1] for p in fs.ls(base, detail=False, refresh=True)}
-        except FileNotFoundError:
-            present[name] = set()
-    return present
-
-
 def census(url: str, storage: StorageConfig | None = None) -> Census:
     """Check every day of the time axis: recorded (ok/skipped) or pending, and for ok days that the
     TB, QC and reference chunks exist in the store."""
     cube = info(url, storage)
-    recs = day_records(url, storage)
-    present = time_chunks_present(url, storage, TIME_VARS)
-    ok, skipped, pending, missing = [], [], [], []
-    for i, d in enumerate(cube.dates):
-        rec = recs.get(d)
-        if rec is None:
-            pending.append(d)
-        elif rec["status"] == "ok":
-            ok.append(d)
-            missing += [f"{name}/c/{i}" for name in TIME_VARS if str(i) not in present[name]]
-        else:
-            skipped.append(d)
-    return Census(ok=ok, skipped=skipped, pending=pending, missing_chunks=missing)
+    sv = survey(url, storage, cube.dates, TIME_VARS, stored=lambda rec: rec["status"] == "ok")
+    return Census(ok=sv.with_status("ok"), skipped=[d for d, rec in sv.records.items() if rec["status"] != "ok"],
+                  pending=sv.pending, missing_chunks=sv.missing_chunks)
 
 
 def finalize(url: str, storage: StorageConfig | None = None, extra_attrs: dict[str, Any] | None = None) -> Census:
@@ -342,14 +226,12 @@ def finalize(url: str, storage: StorageConfig | None = None, extra_attrs: dict[s
     recs = day_records(url, storage)
     log = [{"date": d.isoformat(), "reason": recs[d].get("reason", ""), "files": recs[d].get("files", [])}
            for d in result.skipped]
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", category=UserWarning)
-        warnings.simplefilter("ignore", category=_UNSTABLE_DTYPE)  # re-saving consolidated string coords
+    with quiet():  # re-saving consolidated string coords
         g = open_group(url, storage, mode="r+")
         g.attrs.update({"ingest_log": json.dumps(log), "days_ok": len(result.ok),
                         "days_skipped": len(result.skipped), "days_pending": len(result.pending),
                         **(extra_attrs or {})})
-        zarr.consolidate_metadata(_store(url, storage))
+        consolidate(url, storage)
     return result
 
 
@@ -372,7 +254,4 @@ def read_static(url: str, storage: StorageConfig | None = None) -> dict[str, np.
 
 def open_cube(url: str, storage: StorageConfig | None = None) -> xr.Dataset:
     """The cube as an xarray Dataset (lazy; zarr v3, metadata consolidated by :func:`finalize` or not)."""
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", category=UserWarning)
-        warnings.simplefilter("ignore", category=_UNSTABLE_DTYPE)
-        return xr.open_zarr(_store(url, storage, read_only=True), consolidated=None, zarr_format=3)
+    return open_dataset(url, storage)

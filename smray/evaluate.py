@@ -40,6 +40,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import functools
 import json
 import math
 import time
@@ -54,10 +55,11 @@ import xarray as xr
 from smray import __version__, package_versions
 from smray.config import Config, StorageConfig, to_dict
 from smray.errors import SmrayError
+from smray.metrics import PairSums, pair_metrics
 from smray.serial import as_optional_date, write_json
 from smray.storage import filesystem, join, resolve_storage, write_bytes
+from smray.truth import TwinTruth
 
-MAPS_FORMAT = "smray-maps-1"
 METRICS_FILE = "metrics.json"
 REPORT_FILE = "report.md"
 TIMESERIES_FILE = "timeseries.png"
@@ -84,98 +86,26 @@ PACKAGES = ("smray", "ray", "torch", "numpy", "xarray", "zarr", "scikit-learn", 
 # --------------------------------------------------------------------------------------------
 # Metrics from sums (pure)
 # --------------------------------------------------------------------------------------------
-@dataclasses.dataclass
-class PixelSums:
-    """Sums over days of the pairs (prediction p, reference r) where both are finite, float64, per
-    pixel (shape (lat, lon)) or in total (shape ()): ``n`` pairs, Σp, Σr, Σp², Σr², Σpr (values taken
-    about :data:`SHIFT`)."""
+def report_scores(m: dict[str, Any], span: float | None = None) -> dict[str, Any]:
+    """The report's scores from :func:`smray.metrics.scores` ``m``: r2, rmse (pytesmo's rmsd) and bias
+    in m³/m³, ubrmsd, pearson_r, mean_pred, mean_ref, n, and rmse_norm = rmse / ``span`` (NaN without one)."""
+    return {"r2": m["r2"], "rmse": m["rmsd"], "rmse_norm": m["rmsd"] / span if span else math.nan,
+            "bias": m["bias"], "ubrmsd": m["ubrmsd"], "pearson_r": m["pearson_r"],
+            "mean_pred": m["mean_estimate"], "mean_ref": m["mean_reference"], "n": m["n"]}
 
-    n: np.ndarray
-    sp: np.ndarray
-    sr: np.ndarray
-    spp: np.ndarray
-    srr: np.ndarray
-    spr: np.ndarray
 
-    @classmethod
-    def zeros(cls, shape: tuple[int, ...]) -> PixelSums:
-        return cls(*(np.zeros(shape, np.float64) for _ in dataclasses.fields(cls)))
-
-    def add(self, pred: np.ndarray, ref: np.ndarray) -> np.ndarray:
-        """Add one day's pairs; returns the mask of pixels that counted."""
-        ok = np.isfinite(pred) & np.isfinite(ref)
-        p = np.where(ok, np.asarray(pred, np.float64) - SHIFT, 0.0)
-        r = np.where(ok, np.asarray(ref, np.float64) - SHIFT, 0.0)
-        fold = (lambda a: a.sum()) if self.n.ndim == 0 else (lambda a: a)
-        self.n += fold(ok)
-        self.sp += fold(p)
-        self.sr += fold(r)
-        self.spp += fold(p * p)
-        self.srr += fold(r * r)
-        self.spr += fold(p * r)
-        return ok
-
-    def totals(self, mask: np.ndarray | None = None) -> tuple[float, ...]:
-        """(n, Σp, Σr, Σp², Σr², Σpr) over the pixels in ``mask`` (all pixels when None)."""
-        sel = (lambda a: a[mask]) if mask is not None else (lambda a: a)
-        return tuple(float(sel(getattr(self, f.name)).sum()) for f in dataclasses.fields(self))
-
-    def metrics(self, mask: np.ndarray | None = None, span: float | None = None,
+def sums_scores(sums: PairSums, mask: np.ndarray | None = None, span: float | None = None,
                 anomaly_min_days: int | None = None) -> dict[str, Any]:
-        """:func:`metrics_from_totals` over ``mask``, plus anomaly R when ``anomaly_min_days``."""
-        out = metrics_from_totals(*self.totals(mask), span=span)
-        if anomaly_min_days is not None:
-            out.update(self.anomaly(anomaly_min_days, mask))
-        return out
-
-    def anomaly(self, min_days: int, mask: np.ndarray | None = None) -> dict[str, Any]:
-        """Pearson R of the per-pixel anomalies (each series minus its own mean over the pixel's pairs),
-        over the pixels with at least ``min_days`` pairs; and how many pixels and pairs that was."""
-        use = self.n >= min_days
-        if mask is not None:
-            use &= mask
-        n = self.n[use]
-        if not use.any():
-            return {"anomaly_r": math.nan, "anomaly_pixels": 0, "anomaly_n": 0}
-        sp, sr = self.sp[use], self.sr[use]
-        cov = float((self.spr[use] - sp * sr / n).sum())
-        vp = float((self.spp[use] - sp * sp / n).sum())
-        vr = float((self.srr[use] - sr * sr / n).sum())
-        r = cov / math.sqrt(vp * vr) if vp > 0 and vr > 0 else math.nan
-        return {"anomaly_r": r, "anomaly_pixels": int(use.sum()), "anomaly_n": int(n.sum())}
+    """:func:`report_scores` of the pixels in ``mask``, plus anomaly R when ``anomaly_min_days``."""
+    out = report_scores(sums.scores(mask), span)
+    if anomaly_min_days is not None:
+        out.update(sums.anomaly(anomaly_min_days, mask))
+    return out
 
 
-def metrics_from_totals(n: float, sp: float, sr: float, spp: float, srr: float, spr: float, *,
-                        span: float | None = None) -> dict[str, Any]:
-    """Scores from sums of pairs (values about :data:`SHIFT`): r2 (1 − SSE/SST, SST about the reference
-    mean), rmse and bias (pred − ref) in m³/m³, ubrmsd = sqrt(rmse² − bias²), pearson_r, n, and
-    rmse_norm = rmse / ``span`` (NaN without a span). NaN where undefined (n < 2, constant series)."""
-    nan = math.nan
-    if n < 1:
-        return {"r2": nan, "rmse": nan, "rmse_norm": nan, "bias": nan, "ubrmsd": nan, "pearson_r": nan,
-                "mean_pred": nan, "mean_ref": nan, "n": 0}
-    sse = max(spp - 2.0 * spr + srr, 0.0)
-    sst = srr - sr * sr / n
-    spp_c = spp - sp * sp / n
-    cov = spr - sp * sr / n
-    rmse = math.sqrt(sse / n)
-    bias = (sp - sr) / n
-    return {
-        "r2": 1.0 - sse / sst if n > 1 and sst > 0 else nan,
-        "rmse": rmse,
-        "rmse_norm": rmse / span if span else nan,
-        "bias": bias,
-        "ubrmsd": math.sqrt(max(rmse * rmse - bias * bias, 0.0)),
-        "pearson_r": cov / math.sqrt(spp_c * sst) if n > 1 and spp_c > 0 and sst > 0 else nan,
-        "mean_pred": sp / n + SHIFT, "mean_ref": sr / n + SHIFT, "n": int(round(n)),
-    }
-
-
-def pair_metrics(pred: np.ndarray, ref: np.ndarray, span: float | None = None) -> dict[str, Any]:
-    """:func:`metrics_from_totals` of the finite pairs of two arrays."""
-    s = PixelSums.zeros(())
-    s.add(np.asarray(pred, np.float64), np.asarray(ref, np.float64))
-    return s.metrics(span=span)
+def pair_scores(pred: np.ndarray, ref: np.ndarray, span: float | None = None) -> dict[str, Any]:
+    """:func:`report_scores` of the finite pairs of two arrays."""
+    return report_scores(pair_metrics(pred, ref, shift=SHIFT), span)
 
 
 # --------------------------------------------------------------------------------------------
@@ -276,13 +206,9 @@ def _norm_bounds(attrs: dict[str, Any], url: str, cube_url: str, storage: Storag
 def open_map_store(url: str, storage: StorageConfig, cube_grid: dict[str, Any], cube_lat: np.ndarray,
                    cube_lon: np.ndarray) -> xr.Dataset:
     """Open ``url`` and check it is a smray map store on the cube's grid (one-line SmrayError)."""
-    from smray.plot import open_store
+    from smray.mapstore import open_maps
 
-    ds = open_store(url, storage)
-    fmt = ds.attrs.get("smray_format")
-    if fmt != MAPS_FORMAT:
-        raise SmrayError(f"{url}: not a smray map store (attribute smray_format is {fmt!r}, expected "
-                         f"{MAPS_FORMAT!r})")
+    ds = open_maps(url, storage)
     for var in (COMBINED_VAR, *PASS_VARS.values()):
         if var not in ds.data_vars:
             raise SmrayError(f"{url}: map store has no variable {var!r}")
@@ -313,7 +239,7 @@ def open_stores(maps: Sequence[str], cube_url: str, storage: StorageConfig, cube
     """Every map store by model name, with its scored days; SmrayError for a bad store or one
     without a day in common with the cube (and the period)."""
     from smray import cube as cubemod
-    from smray.plot import store_dates
+    from smray.daystore import store_dates
 
     cinfo = cubemod.info(cube_url, storage)
     cst = cubemod.read_static(cube_url, storage)
@@ -415,7 +341,7 @@ def ismn_metrics(pairs: list[tuple[int, dt.date, float, float]], stations: list[
     ``stations`` are those on the grid (the pairs index them), of ``n_stations`` read from ``n_files``."""
     obs = np.array([p[2] for p in pairs], np.float64)
     pred = np.array([p[3] for p in pairs], np.float64)
-    m = pair_metrics(pred, obs)
+    m = pair_scores(pred, obs)
     used = sorted({p[0] for p in pairs})
     covered = [d for s in stations for d in s.daily]
     out = {"n_stations": len(used), "n_pairs": m["n"], "pearson_r": m["pearson_r"], "bias": m["bias"],
@@ -432,35 +358,6 @@ def ismn_metrics(pairs: list[tuple[int, dt.date, float, float]], stations: list[
 
 
 # --------------------------------------------------------------------------------------------
-# Truth
-# --------------------------------------------------------------------------------------------
-class TruthReader:
-    """``sm_true`` (pass, lat, lon) of the twin on the store grid, day by day (nearest cell centre)."""
-
-    def __init__(self, root: str, storage: StorageConfig, lat: np.ndarray, lon: np.ndarray, res: float) -> None:
-        self.root, self.storage = root, storage
-        self.lat, self.lon, self.tol = np.asarray(lat, np.float64), np.asarray(lon, np.float64), 0.51 * res
-        self.ri: np.ndarray | None = None
-        self.ci: np.ndarray | None = None
-
-    def read(self, day: dt.date) -> dict[str, np.ndarray]:
-        from smray.experiment import _nearest, _open_netcdf
-        from smray.synth.twin import truth_path
-
-        url = join(self.root, truth_path(day))
-        ds = _open_netcdf(url, self.storage)
-        if "sm_true" not in ds:
-            raise SmrayError(f"{url}: no variable 'sm_true' (not a twin truth file)")
-        if self.ri is None:
-            lon_t = ((np.asarray(ds["lon"].values, np.float64) + 180.0) % 360.0) - 180.0
-            self.ri = _nearest(ds["lat"].values, self.lat, "latitude", self.tol)
-            self.ci = _nearest(lon_t, ((self.lon + 180.0) % 360.0) - 180.0, "longitude", self.tol)
-        sm = np.asarray(ds["sm_true"].values, np.float64)[:, self.ri][:, :, self.ci]
-        passes = [str(p) for p in ds["pass"].values]
-        return {p: sm[i] for i, p in enumerate(passes)}
-
-
-# --------------------------------------------------------------------------------------------
 # The evaluation
 # --------------------------------------------------------------------------------------------
 @dataclasses.dataclass
@@ -469,9 +366,9 @@ class ModelAcc:
     (overall, band, class and anomaly scores come from them), total sums per pass and against the
     truth, the scatter histogram, the daily rows, the ISMN pairs and the map day's fields."""
 
-    combined: PixelSums
-    passes: dict[str, PixelSums]
-    truth: dict[str, PixelSums]
+    combined: PairSums
+    passes: dict[str, PairSums]
+    truth: dict[str, PairSums]
     hist: np.ndarray
     daily: list[dict[str, Any]]
     pairs: list[tuple[int, dt.date, float, float]]
@@ -536,11 +433,12 @@ def run_evaluate(cfg: Config, maps: Sequence[str], cube_url: str, out_dir: str, 
         ismn_total = len(all_stations)
         progress(f"evaluate: ISMN: {ismn_total} stations with surface sensors in {ismn_read} sensor "
                  f"files, {len(ismn_stations)} on the grid")
-    truth = TruthReader(truth_url, storage, lat, lon, float(cinfo.grid.res)) if truth_url else None
+    truth = TwinTruth(truth_url, storage, lat, lon, float(cinfo.grid.res)) if truth_url else None
     shape = (len(lat), len(lon))
     edges = _scatter_edges(stores)
-    accs = {name: ModelAcc(combined=PixelSums.zeros(shape), passes={p: PixelSums.zeros(()) for p in PASS_VARS},
-                           truth={k: PixelSums.zeros(()) for k in (*PASS_VARS, "combined")} if truth else {},
+    total = functools.partial(PairSums.zeros, (), SHIFT)
+    accs = {name: ModelAcc(combined=PairSums.zeros(shape, SHIFT), passes={p: total() for p in PASS_VARS},
+                           truth={k: total() for k in (*PASS_VARS, "combined")} if truth else {},
                            hist=np.zeros((SCATTER_BINS, SCATTER_BINS), np.float64), daily=[], pairs=[])
             for name in stores}
     figure_day = {name: day_req or s.days[-1] for name, s in stores.items()}
@@ -549,7 +447,7 @@ def run_evaluate(cfg: Config, maps: Sequence[str], cube_url: str, out_dir: str, 
               for d in all_days}
     for k, day in enumerate(all_days):
         ref = np.asarray(g["swvl1"][cinfo.index(day)], np.float64)
-        tru = truth.read(day) if truth else None
+        tru = truth.sm_true(day) if truth else None
         for name, s in stores.items():
             if day not in s.index:
                 continue
@@ -574,7 +472,7 @@ def _score_day(acc: ModelAcc, s: MapStore, day: dt.date, ref: np.ndarray, tru: d
     per_pass = {p: s.read(var, day) for p, var in PASS_VARS.items()}
     for p, field in per_pass.items():
         acc.passes[p].add(field, ref)
-    m = pair_metrics(pred, ref, s.span)
+    m = pair_scores(pred, ref, s.span)
     acc.daily.append({"date": day.isoformat(), **{k: m[k] for k in ("n", "r2", "rmse", "bias", "pearson_r",
                                                                      "mean_pred", "mean_ref")}})
     lo, hi = edges[0], edges[-1]
@@ -605,18 +503,20 @@ def _result(cfg: Config, stores: dict[str, MapStore], accs: dict[str, ModelAcc],
     for name, s in stores.items():
         acc = accs[name]
         row: dict[str, Any] = {
-            "kind": s.kind, "store": s.url, **acc.combined.metrics(span=s.span, anomaly_min_days=ecfg.anomaly_min_days),
+            "kind": s.kind, "store": s.url,
+            **sums_scores(acc.combined, span=s.span, anomaly_min_days=ecfg.anomaly_min_days),
             "target_lower": s.target_lower, "target_upper": s.target_upper, "norm_source": s.norm_source,
             "days": len(s.days), "first_day": s.days[0].isoformat(), "last_day": s.days[-1].isoformat(),
             "map_day": figure_day[name].isoformat(),
             "model": s.ds.attrs.get("smray_model"), "fingerprint": s.ds.attrs.get("smray_model_fingerprint"),
-            "per_pass": {p: {"variable": PASS_VARS[p], **acc.passes[p].metrics(span=s.span)} for p in PASS_VARS},
-            "lat_bands": {b: acc.combined.metrics(m, span=s.span) for b, m in bands.items()},
-            "vegetation": {c: acc.combined.metrics(m, span=s.span) for c, m in veg.items()},
+            "per_pass": {p: {"variable": PASS_VARS[p], **sums_scores(acc.passes[p], span=s.span)} for p in PASS_VARS},
+            "lat_bands": {b: sums_scores(acc.combined, m, span=s.span) for b, m in bands.items()},
+            "vegetation": {c: sums_scores(acc.combined, m, span=s.span) for c, m in veg.items()},
             "daily": acc.daily,
         }
         if acc.truth:
-            row["truth"] = {k: {x: y for x, y in v.metrics().items() if x != "rmse_norm"} for k, v in acc.truth.items()}
+            row["truth"] = {k: {x: y for x, y in sums_scores(v).items() if x != "rmse_norm"}
+                            for k, v in acc.truth.items()}
         if ismn:
             row["ismn"] = ismn_metrics(acc.pairs, stations, n_files, n_stations)
         models[name] = row

@@ -152,28 +152,6 @@ def predict_torch(url: str, x: np.ndarray, storage: StorageConfig) -> tuple[np.n
     return out, ckpt.norm_stats or {}
 
 
-def _open_netcdf(url: str, storage: StorageConfig) -> Any:
-    import xarray as xr
-
-    fs, path = filesystem(url, storage)
-    try:
-        data = read_bytes(fs, path)
-    except FileNotFoundError:
-        raise SmrayError(f"{url}: twin truth file not found (is --twin the twin archive root?)") from None
-    return xr.open_dataset(io.BytesIO(data), engine="h5netcdf").load()
-
-
-def _nearest(values: np.ndarray, targets: np.ndarray, what: str, tol: float) -> np.ndarray:
-    """Index into ``values`` of the value nearest to each of ``targets`` (SmrayError beyond ``tol``)."""
-    values = np.asarray(values, dtype=np.float64)
-    idx = np.abs(values[None, :] - np.asarray(targets, dtype=np.float64)[:, None]).argmin(axis=1)
-    far = np.abs(values[idx] - targets) > tol
-    if far.any():
-        raise SmrayError(f"twin truth: the cube's {what} {float(np.asarray(targets)[far][0]):g} is not on the twin's "
-                         f"grid (is the twin the archive the cube was ingested from?)")
-    return idx
-
-
 def truth_and_physical(twin_url: str, cube_url: str, storage: StorageConfig, day: dt.date, sample: dict[str, Any],
                        *, seed: int, method: str = "lprm", physical: bool = True
                        ) -> tuple[np.ndarray, np.ndarray | None]:
@@ -186,19 +164,12 @@ def truth_and_physical(twin_url: str, cube_url: str, storage: StorageConfig, day
     from smray import cube as cubemod
     from smray.physical import open_water, retrieve_day
     from smray.synth.fields import StaticFields, tau_c_on_day
-    from smray.synth.twin import STATIC_PATH, truth_path
+    from smray.truth import TwinTruth
 
     info = cubemod.info(cube_url, storage)
-    cst = cubemod.read_static(cube_url, storage)
-    truth = _open_netcdf(join(twin_url, truth_path(day)), storage)
-    tol = 0.51 * float(info.grid.res)
-    lon_t = ((np.asarray(truth["lon"].values, np.float64) + 180.0) % 360.0) - 180.0
-    lon_c = ((np.asarray(cst["lon"], np.float64) + 180.0) % 360.0) - 180.0
-    ri = _nearest(truth["lat"].values, cst["lat"], "latitude", tol)
-    ci = _nearest(lon_t, lon_c, "longitude", tol)
-    passes_t = [str(p) for p in truth["pass"].values]
-    sm_true = np.asarray(truth["sm_true"].values, np.float64)[:, ri][:, :, ci]  # (pass, lat, lon) on the cube grid
-    t_eff = np.asarray(truth["t_eff"].values, np.float64)[:, ri][:, :, ci]
+    twin = TwinTruth.on_cube(twin_url, cube_url, storage)
+    passes_t, fields = twin.day(day, ("sm_true", "t_eff"))  # (pass, lat, lon) on the cube grid
+    sm_true, t_eff = fields["sm_true"], fields["t_eff"]
 
     rows, cols, names = np.asarray(sample["row"]), np.asarray(sample["col"]), np.asarray(sample["pass"]).astype(str)
     letters = sorted({c for name in names for c in name})
@@ -219,12 +190,7 @@ def truth_and_physical(twin_url: str, cube_url: str, storage: StorageConfig, day
     truth_at = at({p: sm_true[passes_t.index(p)] for p in letters})
     if not physical:
         return truth_at, None
-    stat = _open_netcdf(join(twin_url, STATIC_PATH), storage)
-    names_sf = [f.name for f in dataclasses.fields(StaticFields)]
-    absent = [n for n in names_sf if n not in stat]
-    if absent:
-        raise SmrayError(f"{join(twin_url, STATIC_PATH)}: static field {absent[0]!r} missing")
-    static_c = {n: np.asarray(stat[n].values, np.float64)[ri][:, ci] for n in names_sf}
+    static_c = twin.static()
     tau_clim = tau_c_on_day(StaticFields(**static_c), day.timetuple().tm_yday)
     tb = cubemod.read_day(cube_url, storage, day)["tb"]  # (pass, channel, lat, lon)
     water = open_water(static_c, info.grid, "C" if method == "lprm" else "X", day.timetuple().tm_yday)

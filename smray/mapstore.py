@@ -20,13 +20,10 @@ axis and writes only new chunks.
 
 from __future__ import annotations
 
-import contextlib
 import datetime as dt
 import json
-import warnings
-from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 import zarr
@@ -34,13 +31,17 @@ import zarr
 from smray import __version__
 from smray import qc as qcmod
 from smray.config import StorageConfig
-from smray.cube import (EPOCH, PASSES, RECORDS, _UNSTABLE_DTYPE, _store, date_of, day_records, days_since_epoch,
-                        exists, open_group, record_path, time_chunks_present)
+from smray.cube import PASSES
+from smray.daystore import (EPOCH, RECORDS, DayAxis, consolidate, date_of, days_since_epoch, exists,  # noqa: F401
+                            grow_time_axis, open_dataset, open_group, quiet, recorded_signature, survey,
+                            write_record)
 from smray.errors import SmrayError
 from smray.grid import Grid
-from smray.storage import filesystem, join, write_bytes
+from smray.storage import filesystem
 
 MAP_FORMAT = "smray-maps-1"
+#: the group attribute holding the settings every day of the store shares (JSON, see smray.predict)
+SIGNATURE_ATTR = "smray_predict_signature"
 #: the per-day soil-moisture variables, (time, lat, lon)
 SM_VARS = ("soil_moisture", "soil_moisture_asc", "soil_moisture_desc", "soil_moisture_uncertainty")
 TIME_VARS = (*SM_VARS, "qc")
@@ -58,24 +59,20 @@ _LONG_NAMES = {
 
 
 @dataclass
-class MapInfo:
+class MapInfo(DayAxis):
     """What a map store's template says: grid, time axis and group attributes."""
 
-    url: str
-    grid: Grid
-    start: dt.date
-    end: dt.date
+    WHAT: ClassVar[str] = "map store"
+
     attrs: dict[str, Any] = field(default_factory=dict)
 
     @property
-    def dates(self) -> list[dt.date]:
-        return [self.start + dt.timedelta(days=i) for i in range((self.end - self.start).days + 1)]
-
-    def index(self, date: dt.date) -> int:
-        i = (date - self.start).days
-        if not 0 <= i <= (self.end - self.start).days:
-            raise SmrayError(f"{self.url}: {date} is outside the map store's time axis {self.start}..{self.end}")
-        return i
+    def signature(self) -> dict[str, Any]:
+        """What every day of the store shares (:data:`SIGNATURE_ATTR`; {} when not recorded)."""
+        try:
+            return recorded_signature(self.attrs, SIGNATURE_ATTR)
+        except SmrayError as err:
+            raise SmrayError(f"{self.url}: {err}") from None
 
 
 def info(url: str, storage: StorageConfig | None = None) -> MapInfo:
@@ -155,15 +152,6 @@ def _set_axis(g: zarr.Group, first: int, start_day: int, end_day: int) -> None:
     g["time_bnds"][first:] = np.stack([days, days + 1], axis=1)
 
 
-@contextlib.contextmanager
-def _quiet() -> Iterator[None]:
-    """zarr's warnings about the fixed-length string coordinate ('pass') and consolidated metadata."""
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", category=UserWarning)
-        warnings.simplefilter("ignore", category=_UNSTABLE_DTYPE)
-        yield
-
-
 def create_or_extend(url: str, storage: StorageConfig | None, grid: Grid, start: dt.date, end: dt.date,
                      static: dict[str, np.ndarray], attrs: dict[str, Any], *, coverage: float = 0.9,
                      uncertainty: dict[str, Any] | None = None) -> MapInfo:
@@ -183,24 +171,10 @@ def create_or_extend(url: str, storage: StorageConfig | None, grid: Grid, start:
             raise SmrayError(f"{url}: map store starts {old.start}; cannot add earlier days ({start}); "
                              f"use --new-store (predict.new_store) to start a new store")
         if end > old.end:
-            with _quiet():
-                g = open_group(url, storage, mode="r+")
-                n_old, n_new = len(old.dates), (end - old.start).days + 1
-                for name in TIME_VARS:
-                    shape = list(g[name].shape)
-                    shape[0] = n_new
-                    g[name].resize(tuple(shape))
-                # one handle per axis array: consolidated metadata of a finalized store has the old shapes
-                time_arr, bnds = g["time"], g["time_bnds"]
-                time_arr.resize((n_new,))
-                bnds.resize((n_new, 2))
-                days = np.arange(days_since_epoch(old.end) + 1, days_since_epoch(end) + 1, dtype=np.int64)
-                time_arr[n_old:] = days
-                bnds[n_old:] = np.stack([days, days + 1], axis=1)
-                zarr.consolidate_metadata(_store(url, storage))
+            grow_time_axis(url, storage, old, end, TIME_VARS, bounds="time_bnds")
         return info(url, storage)
     g = open_group(url, storage, mode="w")
-    with _quiet():
+    with quiet():
         _static_arrays(g, grid, static)
         _time_arrays(g, grid, (end - start).days + 1, coverage, uncertainty)
         _set_axis(g, 0, days_since_epoch(start), days_since_epoch(end))
@@ -216,7 +190,7 @@ def create_or_extend(url: str, storage: StorageConfig | None, grid: Grid, start:
 
 def update_attrs(url: str, storage: StorageConfig | None, attrs: dict[str, Any]) -> None:
     """Merge ``attrs`` into the group attributes."""
-    with _quiet():
+    with quiet():
         open_group(url, storage, mode="r+").attrs.update(attrs)
 
 
@@ -255,14 +229,6 @@ def write_day(url: str, storage: StorageConfig | None, date: dt.date, maps: dict
     write_record(url, storage, date, record)
 
 
-def write_record(url: str, storage: StorageConfig | None, date: dt.date, record: dict[str, Any]) -> None:
-    """The day's completion record (one whole-object write)."""
-    fs, path = filesystem(url, storage)
-    body = {"date": date.isoformat(), "written": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
-            **record}
-    write_bytes(fs, join(path, record_path(date)), json.dumps(body, default=str).encode())
-
-
 @dataclass
 class Census:
     """Which days are written (ok / no_input) or pending, and which chunks of written days are absent."""
@@ -283,31 +249,22 @@ class Census:
 def census(url: str, storage: StorageConfig | None = None) -> Census:
     """Check every day of the time axis: recorded or pending, and that every chunk of every recorded
     day (ok and no_input alike: both are written whole) exists in the store."""
-    mi = info(url, storage)
-    recs = day_records(url, storage)
-    present = time_chunks_present(url, storage, TIME_VARS)
-    ok, no_input, pending, missing = [], [], [], []
-    for i, d in enumerate(mi.dates):
-        rec = recs.get(d)
-        if rec is None:
-            pending.append(d)
-            continue
-        (ok if rec.get("status") == "ok" else no_input).append(d)
-        missing += [f"{name}/c/{i}" for name in TIME_VARS if str(i) not in present[name]]
-    return Census(ok=ok, no_input=no_input, pending=pending, missing_chunks=missing)
+    sv = survey(url, storage, info(url, storage).dates, TIME_VARS)
+    return Census(ok=sv.with_status("ok"), no_input=[d for d, rec in sv.records.items() if rec.get("status") != "ok"],
+                  pending=sv.pending, missing_chunks=sv.missing_chunks)
 
 
 def finalize(url: str, storage: StorageConfig | None = None, extra_attrs: dict[str, Any] | None = None) -> Census:
     """After all day tasks: day counts (and ``extra_attrs``) into the attributes, metadata
     consolidated. Returns the census."""
     result = census(url, storage)
-    with _quiet():
+    with quiet():
         g = open_group(url, storage, mode="r+")
         g.attrs.update({"days_ok": len(result.ok), "days_no_input": len(result.no_input),
                         "days_pending": len(result.pending),
                         "no_input_days": json.dumps([d.isoformat() for d in result.no_input]),
                         **(extra_attrs or {})})
-        zarr.consolidate_metadata(_store(url, storage))
+        consolidate(url, storage)
     return result
 
 
@@ -319,11 +276,14 @@ def read_day(url: str, storage: StorageConfig | None, date: dt.date) -> dict[str
 
 
 def open_maps(url: str, storage: StorageConfig | None = None) -> Any:
-    """The store as a lazy xarray Dataset (times decoded to datetime64)."""
-    import xarray as xr
-
-    with _quiet():
-        return xr.open_zarr(_store(url, storage, read_only=True), consolidated=None, zarr_format=3)
+    """The store as a lazy xarray Dataset (times decoded to datetime64); one-line SmrayError when it is
+    not a Zarr store or not a map store (attribute ``smray_format``)."""
+    ds = open_dataset(url, storage)
+    fmt = ds.attrs.get("smray_format")
+    if fmt != MAP_FORMAT:
+        raise SmrayError(f"{url}: not a smray map store (attribute smray_format is {fmt!r}, expected "
+                         f"{MAP_FORMAT!r})")
+    return ds
 
 
 __all__ = ["MAP_FORMAT", "SM_VARS", "TIME_VARS", "MapInfo", "Census", "info", "create_or_extend", "update_attrs",

@@ -16,7 +16,6 @@ from __future__ import annotations
 import datetime as dt
 import io
 import os
-import warnings
 from collections.abc import Sequence
 from typing import Any
 
@@ -26,13 +25,14 @@ import xarray as xr
 from matplotlib.figure import Figure
 
 from smray.config import StorageConfig
+from smray.cube import CUBE_FORMAT
+from smray.daystore import open_dataset, store_dates
 from smray.errors import SmrayError
+from smray.mapstore import MAP_FORMAT
 from smray.serial import as_date
 from smray.storage import filesystem, write_bytes
 
-CUBE_FORMAT = "smray-cube-1"
-MAPS_FORMAT = "smray-maps-1"
-DEFAULT_VAR = {CUBE_FORMAT: "swvl1", MAPS_FORMAT: "soil_moisture"}
+DEFAULT_VAR = {CUBE_FORMAT: "swvl1", MAP_FORMAT: "soil_moisture"}
 #: axes that need a value after ':' in --var, in the order they are given
 SELECT_DIMS = ("pass", "channel")
 SM_CMAP = "YlGnBu"
@@ -43,41 +43,12 @@ DPI = 110
 # --------------------------------------------------------------------------------------------
 # Opening stores
 # --------------------------------------------------------------------------------------------
-def open_store(url: str, storage: StorageConfig | None = None) -> xr.Dataset:
-    """A smray Zarr v3 store (cube or map store) as a lazy Dataset, metadata consolidated or not.
-    One-line SmrayError when nothing Zarr is at ``url``."""
-    import zarr
-
-    from smray.cube import _UNSTABLE_DTYPE, _store
-
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", category=UserWarning)
-            warnings.simplefilter("ignore", category=_UNSTABLE_DTYPE)
-            warnings.simplefilter("ignore", category=RuntimeWarning)  # consolidated=None falls back quietly
-            return xr.open_zarr(_store(url, storage, read_only=True), consolidated=None, zarr_format=3)
-    except (FileNotFoundError, KeyError, zarr.errors.GroupNotFoundError, zarr.errors.NodeTypeValidationError):
-        raise SmrayError(f"{url}: no Zarr store here (expected a smray cube or map store)") from None
-    except ValueError as err:
-        raise SmrayError(f"{url}: cannot open as a Zarr v3 store ({str(err).splitlines()[0][:120]})") from None
-
-
 def store_format(ds: xr.Dataset, url: str) -> str:
     """``smray-cube-1`` or ``smray-maps-1`` (SmrayError naming the attribute otherwise)."""
     fmt = ds.attrs.get("smray_format")
     if fmt not in DEFAULT_VAR:
         raise SmrayError(f"{url}: not a smray cube or map store (attribute smray_format is {fmt!r})")
     return str(fmt)
-
-
-def store_dates(ds: xr.Dataset) -> list[dt.date]:
-    """The time axis as dates (decoded datetimes, or integer days since 1970-01-01)."""
-    if "time" not in ds.coords and "time" not in ds:
-        return []
-    values = np.asarray(ds["time"].values)
-    if np.issubdtype(values.dtype, np.datetime64):
-        return [d.date() for d in pd.to_datetime(values)]
-    return [dt.date(1970, 1, 1) + dt.timedelta(days=int(v)) for v in values]
 
 
 # --------------------------------------------------------------------------------------------
@@ -200,7 +171,7 @@ def plot_map(store_url: str, date: dt.date | str, out_png: str, var: str | None 
     title naming the store, variable, date and units; zoomed to the cells with data (land).
     Writes ``out_png`` (path or URL) and returns it."""
     day = as_date(date, "--date")
-    ds = open_store(store_url, storage)
+    ds = open_dataset(store_url, storage)
     fmt = store_format(ds, store_url)
     spec = var or DEFAULT_VAR[fmt]
     field, label = select_field(ds, store_url, spec, day)

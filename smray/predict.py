@@ -253,39 +253,22 @@ class PhysicalPredictor:
     nearest cell centre (as :func:`smray.experiment.truth_and_physical`)."""
 
     def __init__(self, twin_url: str, cube_url: str, storage: StorageConfig, seed: int) -> None:
-        import dataclasses as dc
+        from smray.truth import TwinTruth
 
-        from smray.experiment import _nearest, _open_netcdf
-        from smray.synth.fields import StaticFields
-        from smray.synth.twin import STATIC_PATH
-
-        self.twin, self.storage, self.seed = twin_url, storage, seed
+        self.seed = seed
         cinfo = cubemod.info(cube_url, storage)
-        cst = cubemod.read_static(cube_url, storage)
-        stat = _open_netcdf(join(twin_url, STATIC_PATH), storage)
-        tol = 0.51 * float(cinfo.grid.res)
-        lon_t = ((np.asarray(stat["lon"].values, np.float64) + 180.0) % 360.0) - 180.0
-        lon_c = ((np.asarray(cst["lon"], np.float64) + 180.0) % 360.0) - 180.0
-        self.ri = _nearest(stat["lat"].values, cst["lat"], "latitude", tol)
-        self.ci = _nearest(lon_t, lon_c, "longitude", tol)
-        names = [f.name for f in dc.fields(StaticFields)]
-        absent = [n for n in names if n not in stat]
-        if absent:
-            raise SmrayError(f"{join(twin_url, STATIC_PATH)}: static field {absent[0]!r} missing")
-        self.static = {n: np.asarray(stat[n].values, np.float64)[self.ri][:, self.ci] for n in names}
+        self.truth = TwinTruth.on_cube(twin_url, cube_url, storage)
+        self.static = self.truth.static()
         self.channels = cinfo.channels
         self.grid = cinfo.grid
 
     def predict_day(self, day: dict[str, np.ndarray], date: dt.date, valid: np.ndarray) -> np.ndarray:
         """``(pass, H, W)`` float32 m³/m³ for the cube day ``day`` where ``valid``."""
-        from smray.experiment import _open_netcdf
         from smray.physical import retrieve_day
         from smray.synth.fields import StaticFields, tau_c_on_day
-        from smray.synth.twin import truth_path
 
-        truth = _open_netcdf(join(self.twin, truth_path(date)), self.storage)
-        passes_t = [str(p) for p in truth["pass"].values]
-        t_eff = np.asarray(truth["t_eff"].values, np.float64)[:, self.ri][:, :, self.ci]
+        passes_t, fields = self.truth.day(date, ("t_eff",))
+        t_eff = fields["t_eff"]
         doy = date.timetuple().tm_yday
         tau = tau_c_on_day(StaticFields(**self.static), doy)
         extra: dict[str, Any] = {}

@@ -65,6 +65,7 @@ from smray.checkpoint import (config_fingerprint, config_signature, load_checkpo
                               restore_optimizer, save_checkpoint)
 from smray.config import Config, StorageConfig, to_dict
 from smray.errors import SmrayError
+from smray.metrics import pair_sums
 from smray.models import build_model, input_channels
 from smray.normalise import NormStats, block_names, fit_stats
 from smray.serial import as_date, json_safe, read_json, write_json
@@ -619,10 +620,8 @@ def _svr_sums(batch: dict[str, np.ndarray], *, model: Any) -> dict[str, np.ndarr
 
     pred = predict_svr(model, batch["x"])
     y = np.asarray(batch["y"], dtype=np.float64)
-    ok = np.isfinite(pred) & np.isfinite(y)
-    e, d = pred[ok] - y[ok], y[ok] - TARGET_SHIFT
-    sums = np.array([ok.sum(), (e * e).sum(), e.sum(), d.sum(), (d * d).sum(), (~ok).sum()], dtype=np.float64)
-    return {"sums": sums[None, :]}
+    dropped = float((~(np.isfinite(pred) & np.isfinite(y))).sum())
+    return {"sums": np.append(pair_sums(pred, y, shift=TARGET_SHIFT), dropped)[None, :]}
 
 
 def _run_svr(cfg: Config, cube_url: str, storage: StorageConfig, dates: list[dt.date], stats: NormStats,

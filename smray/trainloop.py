@@ -29,6 +29,7 @@ import torch
 from torch import Tensor, nn
 
 from smray.config import TrainConfig
+from smray.metrics import SUMS, error_sums, scores
 
 Batch = tuple[Tensor, Tensor]
 #: sums a float64 vector over all data-parallel workers (the identity on one worker)
@@ -79,8 +80,9 @@ def finite_samples(x: Tensor, y: Tensor) -> Tensor:
 
 #: targets are scaled to [0, 1]; sums of squares are taken about this shift (float64, accurate SST)
 TARGET_SHIFT = 0.5
-#: layout of the float64 metric sums of :func:`train_epoch_dp` / :func:`eval_sums`
-SUM_FIELDS = ("n", "sse", "sum_err", "sum_d", "sum_d2", "dropped")
+#: layout of the float64 metric sums of :func:`train_epoch_dp` / :func:`eval_sums`: :data:`smray.metrics.SUMS`
+#: and the samples dropped for a non-finite value
+SUM_FIELDS = (*SUMS, "dropped")
 
 
 def _grads_finite(model: nn.Module) -> bool:
@@ -88,10 +90,9 @@ def _grads_finite(model: nn.Module) -> bool:
 
 
 def _add_sums(acc: Tensor, err: Tensor, y: Tensor) -> None:
-    e = err.detach().double().reshape(-1)
-    d = y.detach().double().reshape(-1) - TARGET_SHIFT
-    acc += torch.stack([torch.tensor(float(len(e)), dtype=torch.float64), (e * e).sum().cpu(), e.sum().cpu(),
-                        d.sum().cpu(), (d * d).sum().cpu(), torch.tensor(0.0, dtype=torch.float64)])
+    e = err.detach().double().reshape(-1).cpu().numpy()
+    acc[:len(SUMS)] += torch.from_numpy(error_sums(e, y.detach().double().reshape(-1).cpu().numpy(),
+                                                   shift=TARGET_SHIFT))
 
 
 def train_epoch_dp(model: nn.Module, batches: Iterable[Batch], optimizer: torch.optim.Optimizer, *,
@@ -178,15 +179,10 @@ def metrics_from_sums(sums: Tensor | np.ndarray) -> dict[str, float]:
     """``loss`` (MSE), ``rmse``, ``r2`` (1 − SSE/SST, SST about the mean of all targets; NaN for fewer
     than 2 samples or constant targets), ``bias`` (mean prediction − target), ``n`` and
     ``skipped_nonfinite`` from sums added over workers (:data:`SUM_FIELDS`)."""
-    n, sse, sum_err, sum_d, sum_d2, dropped = (float(v) for v in np.asarray(sums, dtype=np.float64))
-    if n <= 0:
-        return {"loss": math.nan, "rmse": math.nan, "r2": math.nan, "bias": math.nan, "n": 0,
-                "skipped_nonfinite": int(dropped)}
-    sst = sum_d2 - sum_d * sum_d / n
-    mse = sse / n
-    r2 = 1.0 - sse / sst if n > 1 and sst > 1e-12 * max(sum_d2, 1e-300) else math.nan
-    return {"loss": mse, "rmse": math.sqrt(mse), "r2": r2, "bias": sum_err / n, "n": int(n),
-            "skipped_nonfinite": int(dropped)}
+    s = np.asarray(sums, dtype=np.float64).reshape(len(SUM_FIELDS))
+    m = scores(s[:len(SUMS)], shift=TARGET_SHIFT)
+    return {"loss": m["mse"], "rmse": m["rmsd"], "r2": m["r2"], "bias": m["bias"], "n": m["n"],
+            "skipped_nonfinite": int(s[SUM_FIELDS.index("dropped")])}
 
 
 def train_epoch(model: nn.Module, batches: Iterable[Batch], optimizer: torch.optim.Optimizer) -> dict[str, Any]:

@@ -35,6 +35,7 @@ from smray.storage import check_reachable, filesystem, is_empty, join, resolve_s
 from smray.synth import render, sensor
 from smray.synth.fields import StaticFields, build_static
 from smray.synth.model import PASSES, DayState, TwinModel
+from smray.truth import STATIC_PATH, truth_path
 
 MANIFEST = "twin.json"
 PRODUCT = "smray-twin"
@@ -49,13 +50,6 @@ def amsr_path(date: dt.date, pass_: str, band_code: str) -> str:
 
 def era_path(year: int, month: int) -> str:
     return f"era_interim/{year:04d}/ERA-Interim_swvl1_{year:04d}{month:02d}.nc"
-
-
-def truth_path(date: dt.date) -> str:
-    return f"truth/{date:%Y}/{date:%m}/smray_twin_truth_{date:%Y%m%d}.nc"
-
-
-STATIC_PATH = "truth/static.nc"
 
 
 # --------------------------------------------------------------------------------------------

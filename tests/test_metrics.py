@@ -1,0 +1,67 @@
+"""smray.metrics: the sums of pieces add up to the scores of the pooled pairs, equal to plain numpy."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from smray.metrics import SUMS, PairSums, pair_metrics, pair_sums, scores
+
+
+def _numpy_scores(est: np.ndarray, ref: np.ndarray) -> dict[str, float]:
+    ok = np.isfinite(est) & np.isfinite(ref)
+    e, r, p = est[ok] - ref[ok], ref[ok], est[ok]
+    return {"n": int(ok.sum()), "bias": e.mean(), "mse": (e ** 2).mean(), "rmsd": math.sqrt((e ** 2).mean()),
+            "ubrmsd": math.sqrt(((e - e.mean()) ** 2).mean()), "pearson_r": np.corrcoef(p, r)[0, 1],
+            "r2": 1 - (e ** 2).sum() / ((r - r.mean()) ** 2).sum(), "mean_estimate": p.mean(),
+            "mean_reference": r.mean()}
+
+
+def test_pooled_sums_equal_numpy_on_the_pooled_pairs() -> None:
+    rng = np.random.default_rng(4)
+    ref = rng.uniform(0.05, 0.45, 1000)
+    est = 0.8 * ref + 0.05 + rng.normal(0, 0.03, 1000)
+    est[:9], ref[20:23] = np.nan, np.inf
+    pieces = [slice(0, 100), slice(100, 130), slice(130, 1000)]  # unequal "workers"
+    total = sum(pair_sums(est[s], ref[s], shift=0.25) for s in pieces)
+    assert total.shape == (len(SUMS),)
+    got, want = scores(total, shift=0.25), _numpy_scores(est, ref)
+    assert got["n"] == want["n"] == 988
+    for k in want:
+        assert got[k] == pytest.approx(want[k], rel=1e-9, abs=1e-12), k
+    assert pair_metrics(est, ref, shift=0.25) == pytest.approx(got)
+    per_piece = np.mean([scores(pair_sums(est[s], ref[s], shift=0.25), shift=0.25)["r2"] for s in pieces])
+    assert abs(per_piece - got["r2"]) > 1e-3  # averaging scores of pieces would be wrong
+
+
+def test_per_pixel_sums_over_days_and_anomaly_r() -> None:
+    rng = np.random.default_rng(5)
+    clim = rng.uniform(0.1, 0.4, (3, 4))  # each pixel its own mean
+    days = [clim + rng.normal(0, 0.05, (3, 4)) for _ in range(12)]
+    est = [d + 0.3 * (clim - 0.25) + rng.normal(0, 0.02, (3, 4)) for d in days]
+    acc, tot = PairSums.zeros((3, 4), shift=0.25), PairSums.zeros((), shift=0.25)
+    for e, d in zip(est, days):
+        acc.add(e, d)
+        tot.add(e, d)
+    E, D = np.stack(est), np.stack(days)
+    assert acc.scores() == pytest.approx(tot.scores())
+    assert acc.scores()["rmsd"] == pytest.approx(math.sqrt(((E - D) ** 2).mean()), rel=1e-12)
+    mask = np.zeros((3, 4), bool)
+    mask[0] = True
+    assert acc.scores(mask)["pearson_r"] == pytest.approx(np.corrcoef(E[:, 0].ravel(), D[:, 0].ravel())[0, 1])
+    ea, da = E - E.mean(axis=0), D - D.mean(axis=0)
+    an = acc.anomaly(10)
+    assert an["anomaly_pixels"] == 12 and an["anomaly_n"] == 144
+    assert an["anomaly_r"] == pytest.approx(np.corrcoef(ea.ravel(), da.ravel())[0, 1], rel=1e-9)
+    assert acc.anomaly(13) == {"anomaly_r": pytest.approx(math.nan, nan_ok=True), "anomaly_pixels": 0,
+                               "anomaly_n": 0}
+
+
+def test_undefined_scores_are_nan() -> None:
+    empty = scores(pair_sums(np.array([np.nan]), np.array([0.2])))
+    assert empty["n"] == 0 and all(math.isnan(empty[k]) for k in empty if k != "n")
+    flat = pair_metrics(np.array([0.1, 0.2, 0.3]), np.full(3, 0.2))  # constant reference
+    assert math.isnan(flat["r2"]) and math.isnan(flat["pearson_r"])
+    assert flat["bias"] == pytest.approx(0.0, abs=1e-15) and flat["rmsd"] == pytest.approx(math.sqrt(0.02 / 3))
