@@ -49,7 +49,7 @@ import numpy as np
 from smray.config import Config, PatchConfig, StorageConfig, to_dict
 from smray.errors import SmrayError
 from smray.metrics import pair_metrics
-from smray.serial import as_date, json_safe, read_json
+from smray.serial import as_date, json_safe
 from smray.storage import filesystem, join, read_bytes, resolve_storage, write_bytes
 
 MODELS = ("cnn", "svr", "pixel", "physical")
@@ -122,13 +122,6 @@ def markdown_table(result: dict[str, Any]) -> str:
             lines.append(f"| {LABELS.get(m, m)} | {_f(row['r2'])} | {_f(row['rmse_norm'])} | {_f(row['rmse_m3'])} | "
                          f"{_f(row['bias_m3'])} | {_f(row['truth_r2'])} | {_f(row['truth_rmse_m3'])} |")
     return "\n".join(lines) + "\n"
-
-
-# --------------------------------------------------------------------------------------------
-# Training (skipped when finished)
-# --------------------------------------------------------------------------------------------
-#: the old private name, until reprocess imports :func:`smray.serial.json_safe` itself
-_jsonable = json_safe
 
 
 # --------------------------------------------------------------------------------------------
