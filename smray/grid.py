@@ -180,7 +180,8 @@ def canonical() -> Grid:
 # --------------------------------------------------------------------------------------------
 # Land, lake and ocean fractions from the packaged 30″ GLOBE mask
 # --------------------------------------------------------------------------------------------
-def _cache_dir() -> Path:
+def cache_dir() -> Path:
+    """smray's cache folder (``$SMRAY_CACHE_DIR``, else ``$XDG_CACHE_HOME/smray`` or ``~/.cache/smray``)."""
     root = os.environ.get("SMRAY_CACHE_DIR") or os.path.join(os.environ.get("XDG_CACHE_HOME") or
                                                              os.path.expanduser("~/.cache"), "smray")
     path = Path(root)
@@ -234,7 +235,7 @@ def _compute_fractions(res: float) -> np.ndarray:
 
 @functools.lru_cache(maxsize=8)
 def _global_fractions(res: float) -> np.ndarray:
-    path = _cache_dir() / f"surface_fractions_{res:g}deg_v1.npy"
+    path = cache_dir() / f"surface_fractions_{res:g}deg_v1.npy"
     if path.exists():
         try:
             arr = np.load(path)

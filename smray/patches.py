@@ -258,9 +258,11 @@ def plan_day(valid: np.ndarray, pass_idx: Sequence[int], cfg: PatchConfig, rng: 
 # --------------------------------------------------------------------------------------------
 # One day from the cube
 # --------------------------------------------------------------------------------------------
-def _plan_cube_day(cube_url: str, storage: StorageConfig | None, date: dt.date, cfg: PatchConfig,
-                   qc_block: int | Sequence[str], land_min: float
-                   ) -> tuple[cubemod.CubeInfo, dict[str, np.ndarray], DayPlan, list[int], list[int]]:
+def plan_cube_day(cube_url: str, storage: StorageConfig | None, date: dt.date, cfg: PatchConfig,
+                  qc_block: int | Sequence[str], land_min: float
+                  ) -> tuple[cubemod.CubeInfo, dict[str, np.ndarray], DayPlan, list[int], list[int]]:
+    """The cube's info, the day's arrays, its patch plan and the channel / pass indices of ``cfg``
+    (what :func:`sample_day` cuts and :mod:`smray.predict` calibrates on)."""
     info = cubemod.info(cube_url, storage)
     index = info.index(date)
     missing = [c for c in cfg.channels if c not in info.channels]
@@ -289,7 +291,7 @@ def sample_day(cube_url: str, storage: StorageConfig | None, date: dt.date, patc
         ``date`` datetime64[D]; ``pass`` str ('A', 'D', or 'AD' when stacked); ``row``/``col`` int32
         centre cell in the cube grid.
     """
-    info, day, plan, ch_idx, pass_idx = _plan_cube_day(cube_url, storage, date, patch_cfg, qc_block, land_min)
+    info, day, plan, ch_idx, pass_idx = plan_cube_day(cube_url, storage, date, patch_cfg, qc_block, land_min)
     periodic = info.grid.is_periodic
     tb = day["tb"]
     if patch_cfg.stack_passes:
@@ -317,7 +319,7 @@ def day_counts(cube_url: str, storage: StorageConfig | None, date: dt.date, patc
                qc_block: int | Sequence[str], *, land_min: float = LAND_MIN) -> dict[str, Any]:
     """``{"date", "valid", "train", "val"}`` of one day without cutting patches (same draw as
     :func:`sample_day`): candidate centres and the training/validation samples it yields."""
-    _, _, plan, _, _ = _plan_cube_day(cube_url, storage, date, patch_cfg, qc_block, land_min)
+    _, _, plan, _, _ = plan_cube_day(cube_url, storage, date, patch_cfg, qc_block, land_min)
     return {"date": date, "valid": plan.n_valid, "train": plan.n_train, "val": plan.n_val}
 
 

@@ -362,7 +362,7 @@ def calibrate(source: ModelSource, predictor: Predictor, storage: StorageConfig,
     """
     if source.kind == PHYSICAL:
         return None
-    from smray.patches import _plan_cube_day
+    from smray.patches import plan_cube_day
     from smray.train import read_training_json
 
     fs, root = filesystem(source.url, storage)
@@ -387,7 +387,7 @@ def calibrate(source: ModelSource, predictor: Predictor, storage: StorageConfig,
     mask = prediction_mask(tcfg.qc.block)
     preds, resids, npass = [], [], []
     for d in days:
-        _, day, plan, _, _ = _plan_cube_day(cube_url, storage, d, tcfg.patches, tcfg.qc.block, LAND_MIN)
+        _, day, plan, _, _ = plan_cube_day(cube_url, storage, d, tcfg.patches, tcfg.qc.block, LAND_MIN)
         cells = np.unique(np.stack([plan.rows[plan.is_val], plan.cols[plan.is_val]], axis=1), axis=0)
         if not cells.size:
             continue

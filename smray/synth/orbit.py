@@ -53,7 +53,7 @@ from pathlib import Path
 import numpy as np
 from scipy.spatial import cKDTree
 
-from smray.grid import Grid, _cache_dir
+from smray.grid import Grid, cache_dir
 
 #: Days in the ground-track repeat cycle; masks are precomputed for these and cycled.
 CYCLE_DAYS = 16
@@ -143,7 +143,7 @@ def _compute(res: float) -> np.ndarray:
 
 
 def _cache_path(res: float) -> Path:
-    return _cache_dir() / f"orbit_swaths_{res:g}deg_v{_CACHE_VERSION}.npz"
+    return cache_dir() / f"orbit_swaths_{res:g}deg_v{_CACHE_VERSION}.npz"
 
 
 def _load(path: Path, key: str, shape: tuple[int, ...]) -> np.ndarray | None:
