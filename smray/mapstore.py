@@ -32,8 +32,8 @@ from smray import __version__
 from smray import qc as qcmod
 from smray.config import StorageConfig
 from smray.cube import PASSES
-from smray.daystore import (EPOCH, RECORDS, DayAxis, consolidate, date_of, days_since_epoch, exists,  # noqa: F401
-                            grow_time_axis, open_dataset, open_group, quiet, recorded_signature, survey,
+from smray.daystore import (EPOCH, RECORDS, DayAxis, consolidate, date_of, day_records, days_since_epoch,  # noqa: F401
+                            exists, grow_time_axis, open_dataset, open_group, quiet, recorded_signature, survey,
                             write_record)
 from smray.errors import SmrayError
 from smray.grid import Grid

@@ -334,18 +334,13 @@ def map_days(fn: Callable[..., Any], dates: Iterable[dt.date], *args: Any,
     """``fn(date, *args)`` for every date, results in completion order: Ray tasks (bounded in flight)
     when ``use_ray`` (None: when a Ray runtime is initialised), else a plain loop."""
     dates = list(dates)
-    if use_ray is None:
-        try:
-            import ray
+    from smray import raysupport as rs
 
-            use_ray = ray.is_initialized()
-        except ImportError:
-            use_ray = False
+    if use_ray is None:
+        use_ray = rs.is_initialized()
     if not use_ray:
         return (fn(d, *args) for d in dates)
-    from smray.raysupport import map_unordered
-
-    return map_unordered(fn, [(d, *args) for d in dates])
+    return rs.map_unordered(fn, [(d, *args) for d in dates])
 
 
 def fit_stats(cube_url: str, storage: StorageConfig | None, start: dt.date, end: dt.date,

@@ -724,19 +724,15 @@ def _run_ray(cfg: Config, ctx: PredictContext, pending: list[dt.date], summary: 
 
 def actor_pool_rows(ctx: PredictContext, dates: list[dt.date], actors: int, actor_cpus: float,
                     use_gpu: bool, resources: dict[str, float] | None = None) -> Iterator[dict[str, Any]]:
-    """``map_batches(PredictDay, compute=ActorPoolStrategy(size=actors))`` over one row per day
-    (one day per call); yields the per-day rows. ``concurrency=`` is deprecated for this since Ray 2.51."""
-    import ray.data
+    """A pool of ``actors`` :class:`PredictDay` actors (:func:`smray.raysupport.map_batches_actors`) over
+    one row per day (one day per call); yields the per-day rows. Custom ``resources`` pin the actors to
+    the nodes that have them."""
+    from smray import raysupport as rs
 
-    from smray.raysupport import dataset_from_items
-
-    ds = dataset_from_items([{"day": cubemod.days_since_epoch(d)} for d in dates])
-    ds.context.op_resource_reservation_enabled = False  # start every actor at once (see raysupport.map_rows)
-    args: dict[str, Any] = {"num_gpus": 1} if use_gpu else {"num_cpus": actor_cpus}
-    if resources:
-        args["resources"] = dict(resources)  # custom resources pin the actors to the nodes that have them
-    ds = ds.map_batches(PredictDay, batch_size=1, batch_format="numpy", fn_constructor_kwargs={"ctx": ctx},
-                        compute=ray.data.ActorPoolStrategy(size=actors), **args)
+    ds = rs.dataset_from_items([{"day": cubemod.days_since_epoch(d)} for d in dates])
+    ds = rs.map_batches_actors(ds, PredictDay, actors=actors, batch_size=1, constructor_kwargs={"ctx": ctx},
+                               num_gpus=1 if use_gpu else None, num_cpus=None if use_gpu else actor_cpus,
+                               resources=resources)
     for row in ds.iter_rows():
         yield {k: (v.item() if hasattr(v, "item") else v) for k, v in row.items()}
 

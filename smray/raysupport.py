@@ -115,6 +115,39 @@ def map_batches(ds: Any, fn: Any, *, batch_size: int | None, num_cpus: float = 1
     return ds.map_batches(fn, **kwargs)
 
 
+def map_batches_actors(ds: Any, cls: Any, *, actors: int, batch_size: int | None,
+                       constructor_kwargs: dict[str, Any] | None = None, num_cpus: float | None = None,
+                       num_gpus: float | None = None, resources: dict[str, float] | None = None,
+                       batch_format: str = "numpy") -> Any:
+    """``ds.map_batches`` through a pool of ``actors`` instances of the callable class ``cls`` (built
+    once per actor with ``constructor_kwargs``): ``batch_size`` rows per call, ``num_cpus`` or
+    ``num_gpus`` and custom ``resources`` per actor. Every actor starts at once (no operator resource
+    reservation). ``concurrency=`` is deprecated for this since Ray 2.51: ``compute=ActorPoolStrategy``."""
+    import ray.data
+
+    ds.context.op_resource_reservation_enabled = False
+    kwargs: dict[str, Any] = {"batch_size": batch_size, "batch_format": batch_format,
+                              "compute": ray.data.ActorPoolStrategy(size=actors)}
+    if constructor_kwargs:
+        kwargs["fn_constructor_kwargs"] = constructor_kwargs
+    if num_gpus is not None:
+        kwargs["num_gpus"] = num_gpus
+    if num_cpus is not None:
+        kwargs["num_cpus"] = num_cpus
+    if resources:
+        kwargs["resources"] = dict(resources)
+    return ds.map_batches(cls, **kwargs)
+
+
+def is_initialized() -> bool:
+    """True when this process is connected to a Ray runtime (False when Ray is not installed)."""
+    try:
+        import ray
+    except ImportError:
+        return False
+    return bool(ray.is_initialized())
+
+
 def map_rows(ds: Any, fn: Any, *, num_cpus: float = 1.0, max_concurrency: int | None = None,
              fn_kwargs: dict[str, Any] | None = None, eager: bool = False,
              resources: dict[str, float] | None = None) -> Any:
