@@ -73,6 +73,17 @@ def cmd_synth(args: argparse.Namespace) -> int:
     return 0
 
 
+def _report_twin(summary) -> None:  # smray.synth.twin.TwinSummary
+    kinds: dict[str, int] = {}
+    for f in summary.files:
+        top = f.split("/", 1)[0] if "/" in f else f
+        kinds[top] = kinds.get(top, 0) + 1
+    parts = ", ".join(f"{n} {k}" for k, n in sorted(kinds.items()))
+    obs = ", ".join(f"{p} {100 * v:.0f}%" for p, v in summary.observed_fraction.items())
+    print(f"synth: wrote {summary.days} days to {summary.out} in {summary.seconds:.0f} s "
+          f"({summary.days_per_minute():.1f} days/min): {parts}; observed cells per pass-day: {obs}")
+
+
 def cmd_s3_serve(args: argparse.Namespace) -> int:
     from smray.s3server import serve
 

@@ -321,7 +321,7 @@ def test_metrics_json_has_the_mandatory_keys_and_the_report_its_figures(evaluate
     ("other_grid", "differs from the cube's"),
     ("no_overlap", "no day of the map store"),
     ("missing_day", "--day: 2011-07-01 is not a scored day of the map store"),
-    ("end_before_start", "end: 2011-07-01 is before evaluate.start 2011-07-03"),
+    ("end_before_start", "paths.evaluate.end: 2011-07-01 is before start 2011-07-03"),
     ("no_truth", "twin truth file not found"),
     ("missing_store", "no Zarr store here"),
 ])

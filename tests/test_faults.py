@@ -38,9 +38,9 @@ pytestmark = [pytest.mark.slow, pytest.mark.ray]
 
 
 def _cfg(tb: str, ref: str, out: str, **ingest: object):
-    return load_config(None, {"grid": {"res": RES}, "ingest": {"tb": tb, "ref": ref, "out": out,
-                                                               "start": START.isoformat(), "end": END.isoformat(),
-                                                               **ingest}})
+    return load_config(None, {"grid": {"res": RES}, "ingest": ingest,
+                              "paths": {"tb": tb, "ref": ref, "cube": out,
+                                        "ingest": {"start": START.isoformat(), "end": END.isoformat()}}})
 
 
 def _assert_same_cube(got: str, want: Path) -> None:
@@ -59,7 +59,7 @@ def twin(tmp_path_factory, ray_local) -> Path:
 
 @pytest.fixture(scope="module")
 def uninterrupted(twin: Path, tmp_path_factory) -> Path:
-    from smray.ingest import run_ingest
+    from smray.stages.ingest import ingest_days as run_ingest
 
     out = tmp_path_factory.mktemp("ref") / "cube.zarr"
     run_ingest(_cfg(f"{twin}/amsr", f"{twin}/era_interim", str(out)), progress=lambda _: None)
@@ -98,7 +98,7 @@ class DayTaskKiller(threading.Thread):
 def test_worker_killed_mid_day_task_loses_nothing(twin: Path, uninterrupted: Path, tmp_path: Path) -> None:
     import psutil
 
-    from smray.ingest import run_ingest
+    from smray.stages.ingest import ingest_days as run_ingest
 
     out = tmp_path / "killed.zarr"
     lines: list[str] = []
@@ -162,7 +162,7 @@ def test_s3_outage_during_ingest_never_corrupts_the_cube(twin: Path, uninterrupt
                                                          monkeypatch) -> None:
     import s3fs
 
-    from smray.ingest import run_ingest
+    from smray.stages.ingest import ingest_days as run_ingest
     from smray.s3server import LocalS3
 
     bucket = f"faults-{uuid.uuid4().hex[:8]}"

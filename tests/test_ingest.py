@@ -334,7 +334,7 @@ def test_append_later_days_leaves_earlier_chunks_alone(twin: Path, config: Path,
     before = _chunks(out)
     assert len(before) == 3 * 3
     assert ingest_twin(twin, out, start=day(1), end=day(3), config=config) == 0  # a re-run does nothing
-    assert "0 days written, 0 skipped, 3 already done" in capsys.readouterr().out
+    assert "stage ingest: done already (cube census complete: 3 days" in capsys.readouterr().out
     assert ingest_twin(twin, out, start=day(4), end=day(5), config=config) == 0
     assert "2 days written, 0 skipped, 0 already done" in capsys.readouterr().out
     after = _chunks(out)
@@ -407,31 +407,37 @@ def test_killed_ingest_rerun_equals_uninterrupted(twin: Path, full_cube: Path, c
 # Settings and storage
 # --------------------------------------------------------------------------------------------
 def _cfg(**ingest: str):
+    """A config with the ingest settings given as the old flags name them (tb, ref, out, start, end)."""
     from smray.config import load_config
 
-    return load_config(None, {"grid": {"res": RES}, "ingest": ingest})
+    where = {"tb": "tb", "ref": "ref", "out": "cube"}
+    paths = {where[k]: v for k, v in ingest.items() if k in where}
+    paths["ingest"] = {k: v for k, v in ingest.items() if k in ("start", "end")}
+    return load_config(None, {"grid": {"res": RES}, "paths": paths})
 
 
 @pytest.mark.parametrize("drop", ["tb", "ref", "out", "start", "end"])
 def test_missing_setting_fails_with_one_line(tmp_path: Path, drop: str) -> None:
-    from smray.ingest import run_ingest
+    from smray.stages.ingest import ingest_days as run_ingest
 
     settings = {"tb": str(tmp_path), "ref": str(tmp_path), "out": str(tmp_path / "c.zarr"),
                 "start": "2011-07-01", "end": "2011-07-02"}
     settings.pop(drop)
     with pytest.raises(SmrayError) as err:
         run_ingest(_cfg(**settings), progress=lambda _: None)
-    assert str(err.value).startswith(f"ingest.{drop}: required value is missing") and "\n" not in str(err.value)
+    field = {"out": "cube", "start": "ingest", "end": "ingest"}.get(drop, drop)
+    assert str(err.value).startswith(f"paths.{field}") and "required value is missing" in str(err.value)
+    assert "\n" not in str(err.value)
 
 
 def test_nothing_discovered_fails_with_one_line(tmp_path: Path) -> None:
-    from smray.ingest import run_ingest
+    from smray.stages.ingest import ingest_days as run_ingest
 
     (tmp_path / "tb").mkdir()
     (tmp_path / "tb" / "readme.txt").write_text("x")
     cfg = _cfg(tb=str(tmp_path / "tb"), ref=str(tmp_path), out=str(tmp_path / "c.zarr"), start="2011-07-01",
                end="2011-07-02")
-    with pytest.raises(SmrayError, match=r"^ingest\.tb: no brightness-temperature files under .*1 files listed"):
+    with pytest.raises(SmrayError, match=r"^paths\.tb: no brightness-temperature files under .*1 files listed"):
         run_ingest(cfg, progress=lambda _: None)
     assert not (tmp_path / "c.zarr" / "zarr.json").exists()
 
@@ -439,7 +445,7 @@ def test_nothing_discovered_fails_with_one_line(tmp_path: Path) -> None:
 def test_unreachable_s3_fails_fast(tmp_path: Path, monkeypatch) -> None:
     import socket
 
-    from smray.ingest import run_ingest
+    from smray.stages.ingest import ingest_days as run_ingest
 
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -453,19 +459,19 @@ def test_unreachable_s3_fails_fast(tmp_path: Path, monkeypatch) -> None:
     with pytest.raises(SmrayError) as err:
         run_ingest(cfg, progress=lambda _: None)
     text = str(err.value)
-    assert text.startswith("ingest.tb: s3://nowhere/amsr: cannot reach S3 endpoint") and f"127.0.0.1:{port}" in text
+    assert text.startswith("paths.tb: s3://nowhere/amsr: cannot reach S3 endpoint") and f"127.0.0.1:{port}" in text
     assert "not-to-be-printed" not in text and time.monotonic() - t0 < 30
 
 
 @pytest.mark.ray
 def test_other_qc_settings_on_an_existing_cube_are_refused(twin: Path, full_cube: Path, tmp_path: Path) -> None:
     from smray.config import load_config
-    from smray.ingest import run_ingest
+    from smray.stages.ingest import ingest_days as run_ingest
 
     other = tmp_path / "c.yaml"
     write_config(other, grid={"res": RES}, qc={"composite_days": 1})
-    cfg = load_config(other, {"ingest": {"tb": f"{twin}/amsr", "ref": f"{twin}/era_interim", "out": str(full_cube),
-                                         "start": day(1).isoformat(), "end": day(2).isoformat()}})
+    cfg = load_config(other, {"paths": {"tb": f"{twin}/amsr", "ref": f"{twin}/era_interim", "cube": str(full_cube),
+                                        "ingest": {"start": day(1).isoformat(), "end": day(2).isoformat()}}})
     with pytest.raises(SmrayError, match="other qc settings"):
         run_ingest(cfg, progress=lambda _: None)
 

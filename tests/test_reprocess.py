@@ -1,4 +1,4 @@
-"""The reprocessing job (smray.reprocess, pipelines/reprocess.py) end to end on a tiny twin: the whole
+"""The reprocessing job (smray.stages.chain: smray reprocess, pipelines/reprocess.py) end to end on a tiny twin: the whole
 chain once (twin → ingest → train cnn+svr → predict cnn, svr, physical → evaluate), then a re-run that
 skips every stage and rewrites nothing, ``--force predict`` that recomputes the maps (and the report
 that scores them) but not the cube or the models, an interrupted training run and an interrupted
@@ -20,23 +20,24 @@ from smray import cube as cubemod
 from smray import mapstore
 from smray.config import load_config
 from smray.errors import SmrayError
-from smray.reprocess import make_plan, run_reprocess
+from smray.stages.chain import make_plan, run_chain as run_reprocess
 from smray.testing import TINY_CHAIN, merged, write_config
 
 pytestmark = [pytest.mark.ray, pytest.mark.slow]
 
 START = dt.date(2011, 7, 1)
-#: the chain's settings; ``reprocess.root`` is set per test
+#: the chain's settings; ``paths.root`` is set per test
 CHAIN = merged(TINY_CHAIN, {
     "synth": {"start": START.isoformat(), "days": 4, "spinup_days": 3, "seed": 5},
+    "paths": {"train": {"end": "2011-07-02"}},
     "reprocess": {"stages": ["twin", "ingest", "train", "predict", "evaluate"], "models": ["cnn", "svr", "physical"],
-                  "train_end": "2011-07-02", "predict_days": {"svr": 1}},
+                  "predict_days": {"svr": 1}},
 })
 
 
 def chain_config(path: Path, root: Path, **sections: dict) -> Path:
     """The chain's config with its outputs under ``root`` and ``sections`` on top, written to ``path``."""
-    return write_config(path, base=merged(CHAIN, {"reprocess": {"root": str(root)}}), **sections)
+    return write_config(path, base=merged(CHAIN, {"paths": {"root": str(root)}}), **sections)
 
 
 def mtimes(root: Path, *parts: str) -> dict[str, int]:
@@ -77,8 +78,8 @@ def test_the_chain_writes_cube_models_maps_and_report(chain: dict) -> None:
     assert summary.skipped == []
     assert lines[-1] == summary.line()
     assert lines[-1].startswith("reprocess: done in ")
-    for where in (f"cube {root}/cube.zarr", f"models {root}/models/{{cnn,svr}}",
-                  f"maps {root}/maps/{{cnn,svr,physical}}.zarr", f"report {root}/report"):
+    for where in (f"cube {root}/cube.zarr", f"model cnn {root}/models/cnn", f"model svr {root}/models/svr",
+                  f"maps physical {root}/maps/physical.zarr", f"report {root}/report"):
         assert where in lines[-1]
     assert any(ln.startswith("ingest: 4 days written") for ln in lines)  # progress of the stages comes through
     census = cubemod.census(str(root / "cube.zarr"))
@@ -145,7 +146,7 @@ def test_an_interrupted_training_run_resumes(chain: dict) -> None:
     shutil.copytree(root / "models/cnn", new_root / "models/cnn")
     for name in ("model.pt", "model.pt.json", "training.json"):
         (new_root / "models/cnn" / name).unlink()
-    cfg = load_config(chain_config(base / "resume.yaml", new_root, ingest={"out": str(root / "cube.zarr")},
+    cfg = load_config(chain_config(base / "resume.yaml", new_root, paths={"root": str(new_root), "cube": str(root / "cube.zarr"), "train": {"end": "2011-07-02"}},
                                    reprocess={"stages": ["train"], "models": ["cnn"]}, train={"epochs": 2}))
     lines = Lines()
     summary = run_reprocess(cfg, progress=lines)
@@ -170,8 +171,9 @@ def test_an_interrupted_ingest_resumes_the_missing_day(chain: dict) -> None:
     shutil.rmtree(cube / "tb/c/3")
     kept = mtimes(new_root, "cube.zarr/tb/c/0")
     assert kept  # day 0's TB chunk
-    archive = {"out": str(cube), "tb": str(root / "twin/amsr"), "ref": str(root / "twin/era_interim")}
-    cfg = load_config(chain_config(base / "ingest.yaml", new_root, ingest=archive, reprocess={"stages": ["ingest"]}))
+    archive = {"root": str(new_root), "cube": str(cube), "tb": str(root / "twin/amsr"),
+               "ref": str(root / "twin/era_interim"), "ingest": {"start": "2011-07-01", "end": "2011-07-04"}}
+    cfg = load_config(chain_config(base / "ingest.yaml", new_root, paths=archive, reprocess={"stages": ["ingest"]}))
     lines = Lines()
     summary = run_reprocess(cfg, progress=lines)
     assert summary.ran == ["ingest"]
@@ -207,7 +209,7 @@ def test_an_output_location_that_cannot_be_written_is_refused(tmp_path: Path, ca
     cfg = chain_config(tmp_path / "c.yaml", blocker / "out")
     assert main(["--config", str(cfg)]) == 2
     err = capsys.readouterr().err.strip()
-    assert err.startswith(f"smray: error: reprocess.root: {blocker}/out: cannot create output directory")
+    assert err.startswith(f"smray: error: paths.root: {blocker}/out: cannot create output directory")
     assert len(err.splitlines()) == 1
     assert blocker.read_text() == "not a directory\n"
 
@@ -221,7 +223,7 @@ def test_gpus_the_cluster_lacks_are_refused_before_any_work(chain: dict, tmp_pat
     new_root = tmp_path / "gpu"
     if stage == "predict":  # the trained model of the chain
         shutil.copytree(root / "models/cnn", new_root / "models/cnn")
-    cfg = load_config(chain_config(tmp_path / "gpu.yaml", new_root, ingest={"out": str(root / "cube.zarr")},
+    cfg = load_config(chain_config(tmp_path / "gpu.yaml", new_root, paths={"root": str(new_root), "cube": str(root / "cube.zarr"), "train": {"end": "2011-07-02"}},
                                    reprocess={"stages": [stage], "models": ["cnn"]}, **{section: {"use_gpu": True}}))
     before = sorted(p.name for p in new_root.rglob("*"))
     with pytest.raises(SmrayError, match=rf"^{section}\.use_gpu: true asks for .*GPU.*but the Ray cluster has "
@@ -232,17 +234,18 @@ def test_gpus_the_cluster_lacks_are_refused_before_any_work(chain: dict, tmp_pat
 
 def test_the_plan_resolves_the_layout(tmp_path: Path) -> None:
     cfg = load_config(chain_config(tmp_path / "c.yaml", tmp_path / "out"))
-    plan = make_plan(cfg)
+    lay = make_plan(cfg).layout
     out = str(tmp_path / "out")
-    assert plan.twin == f"{out}/twin" and plan.tb == f"{out}/twin/amsr" and plan.ref == f"{out}/twin/era_interim"
-    assert plan.cube == f"{out}/cube.zarr" and plan.report == f"{out}/report"
-    assert plan.model_dirs == {"cnn": f"{out}/models/cnn", "svr": f"{out}/models/svr"}
-    assert plan.maps["physical"] == f"{out}/maps/physical.zarr"
-    assert (plan.ingest_start, plan.ingest_end) == (START, dt.date(2011, 7, 4))
-    assert (plan.train_start, plan.train_end) == (START, dt.date(2011, 7, 2))
-    assert plan.map_ranges == {"cnn": (dt.date(2011, 7, 3), dt.date(2011, 7, 4)),
-                               "svr": (dt.date(2011, 7, 3), dt.date(2011, 7, 3)),
-                               "physical": (dt.date(2011, 7, 3), dt.date(2011, 7, 4))}
-    with pytest.raises(SmrayError, match=r"^reprocess.predict_start: 2011-08-01 is outside the ingest range"):
+    assert lay.twin == f"{out}/twin" and lay.tb == f"{out}/twin/amsr" and lay.ref == f"{out}/twin/era_interim"
+    assert lay.cube == f"{out}/cube.zarr" and lay.report == f"{out}/report"
+    assert {k: lay.model_dir(k) for k in lay.trainable} == {"cnn": f"{out}/models/cnn", "svr": f"{out}/models/svr"}
+    assert lay.map_store("physical") == f"{out}/maps/physical.zarr"
+    assert lay.ingest == (START, dt.date(2011, 7, 4))
+    assert lay.train == (START, dt.date(2011, 7, 2))
+    assert {k: lay.map_range(k, getattr(cfg.reprocess.predict_days, k)) for k in lay.kinds} == {
+        "cnn": (dt.date(2011, 7, 3), dt.date(2011, 7, 4)), "svr": (dt.date(2011, 7, 3), dt.date(2011, 7, 3)),
+        "physical": (dt.date(2011, 7, 3), dt.date(2011, 7, 4))}
+    with pytest.raises(SmrayError, match=r"^paths.predict.start: 2011-08-01 is outside the ingest period"):
         make_plan(load_config(chain_config(tmp_path / "d.yaml", tmp_path / "out",
-                                           reprocess={"predict_start": "2011-08-01"})))
+                                           paths={"root": str(tmp_path / "out"), "train": {"end": "2011-07-02"},
+                                                  "predict": {"start": "2011-08-01"}})))

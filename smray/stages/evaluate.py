@@ -74,7 +74,8 @@ class EvaluateStage(Stage):
         from smray.evaluate import run_evaluate
 
         start, end = lay.evaluate
-        twin = lay.twin if lay.twin and url_exists(join(lay.twin, MANIFEST), storage) else None  # truth files
+        # the truth: a twin named in paths.twin, or the one under the root when it is there
+        twin = lay.twin if cfg.paths.twin or (lay.twin and url_exists(join(lay.twin, MANIFEST), storage)) else None
         map_day = cfg.evaluate.map_day or start  # None: each model's last scored day
         return run_evaluate(cfg, lay.scored(), lay.need("cube"), lay.need("report"), truth_url=twin, ismn=lay.ismn,
                             start=start, end=end, map_day=map_day, progress=progress)
