@@ -71,6 +71,33 @@ def remote(fn: Any, **options: Any) -> Any:
     return ray.remote(**options)(fn)
 
 
+def start_actor(cls: Any, *args: Any, num_cpus: float = 0.0, **kwargs: Any) -> Any:
+    """An actor of ``cls`` (its handle: call methods with ``handle.method.remote(...)``)."""
+    import ray
+
+    return ray.remote(num_cpus=num_cpus)(cls).remote(*args, **kwargs)
+
+
+def get(ref: Any) -> Any:
+    """``ray.get``: the value of an object reference (or a list of them)."""
+    import ray
+
+    return ray.get(ref)
+
+
+def kill(actor: Any) -> None:
+    import ray
+
+    ray.kill(actor)
+
+
+def run_task(fn: Any, *args: Any, num_cpus: float = 1.0) -> Any:
+    """``fn(*args)`` as one Ray task, waited for."""
+    import ray
+
+    return ray.get(ray.remote(num_cpus=num_cpus)(fn).remote(*args))
+
+
 def map_unordered(fn: Any, arg_tuples: Any, *, num_cpus: float = 1.0, max_in_flight: int | None = None,
                   max_retries: int = 2) -> Any:
     """``fn(*args)`` as one Ray task per tuple of ``arg_tuples``; yields the results in completion

@@ -18,7 +18,6 @@ from __future__ import annotations
 import datetime as dt
 import json
 import time
-from collections import deque
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
@@ -255,7 +254,7 @@ def check_archive_target(out: str, storage: StorageConfig, overwrite: bool) -> N
 def generate_twin(cfg: Config, out: str, progress: Callable[[str], None] = print) -> TwinSummary:
     """Generate the twin described by ``cfg.synth`` on ``cfg.grid`` into the archive root ``out``.
     Ray must be initialised (see :func:`smray.raysupport.init_ray`)."""
-    import ray
+    from smray import raysupport as rs
 
     syn, storage = cfg.synth, resolve_storage(cfg.storage)
     grid = cfg.grid.grid()
@@ -266,29 +265,18 @@ def generate_twin(cfg: Config, out: str, progress: Callable[[str], None] = print
              f"{grid.res} deg (seed {syn.seed}, spin-up {syn.spinup_days} d) -> {out}")
 
     _warm_caches(grid)
-    stepper = ray.remote(num_cpus=0)(_Stepper).remote(grid, syn.seed, syn.start, syn.days, syn.spinup_days,
-                                                     out, storage)
+    stepper = rs.start_actor(_Stepper, grid, syn.seed, syn.start, syn.days, syn.spinup_days, out, storage)
     static_ref = stepper.static_fields.remote()
-    task = ray.remote(num_cpus=1, max_retries=2)(_render_and_write)
-    pending: deque = deque()
+    # the stepper advances the soil-moisture model one day per call, in order; a day's rendering task
+    # is submitted only when the bounded window has room, so at most max_in_flight days are in memory
+    days = ((stepper.next_day.remote(), static_ref, grid, syn.seed, out, storage, syn.sensor) for _ in dates)
     results: list[dict[str, Any]] = []
-
-    def collect(block: bool) -> None:
-        while pending and (block or len(pending) >= syn.max_in_flight):
-            done, _ = ray.wait(list(pending), num_returns=1)
-            pending.remove(done[0])
-            res = ray.get(done[0])
-            results.append(res)
-            rate = 60.0 * len(results) / (time.perf_counter() - t0)
-            progress(f"synth: {res['date']} written ({len(results)}/{len(dates)}, {rate:.1f} days/min)")
-
-    for _ in dates:
-        collect(block=False)
-        pending.append(task.remote(stepper.next_day.remote(), static_ref, grid, syn.seed, out, storage,
-                                   syn.sensor))
-    collect(block=True)
-    era_files = ray.get(stepper.finish.remote())
-    ray.kill(stepper)
+    for res in rs.map_unordered(_render_and_write, days, num_cpus=1, max_in_flight=syn.max_in_flight):
+        results.append(res)
+        rate = 60.0 * len(results) / (time.perf_counter() - t0)
+        progress(f"synth: {res['date']} written ({len(results)}/{len(dates)}, {rate:.1f} days/min)")
+    era_files = rs.get(stepper.finish.remote())
+    rs.kill(stepper)
 
     files = sorted([f for r in results for f in r["files"]] + list(era_files) + [STATIC_PATH])
     obs = {p: float(np.mean([r["observed_fraction"][p] for r in results])) for p in PASSES}
@@ -311,7 +299,7 @@ def generate_twin(cfg: Config, out: str, progress: Callable[[str], None] = print
 
 def _warm_caches(grid: Grid) -> None:
     """Build the land-fraction and orbit caches once, in a task, before days run in parallel."""
-    import ray
+    from smray import raysupport as rs
 
     def warm(res: float) -> None:
         from smray.grid import Grid as G, surface_fractions
@@ -320,4 +308,4 @@ def _warm_caches(grid: Grid) -> None:
         surface_fractions(G(res))
         orbit.swath_masks(G(res))
 
-    ray.get(ray.remote(num_cpus=1)(warm).remote(grid.res))
+    rs.run_task(warm, grid.res)
