@@ -269,7 +269,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("demo", help="run the main job on the embedded default (local S3, local Ray)",
                        description="Start a local S3 endpoint and a local Ray runtime, and run the main job on "
                                    "the embedded default config (smray/configs/demo.yaml): the whole chain of "
-                                   "pipelines/reprocess.py on the twin -- generate the twin into "
+                                   "smray reprocess on the twin -- generate the twin into "
                                    "s3://smray-demo/twin, ingest it into the cube s3://smray-demo/cube.zarr, train "
                                    "the CNN and the SVR, predict maps with them and the physical retrieval, and "
                                    "write the evaluation report to s3://smray-demo/report. Finished stages are "

@@ -129,7 +129,7 @@ def create_or_extend(url: str, storage: StorageConfig | None, grid: Grid, start:
     axis only grows at the end). Returns the cube's :class:`CubeInfo` after the change.
     """
     if end < start:
-        raise SmrayError(f"ingest.end: {end} is before ingest.start {start}")
+        raise SmrayError(f"paths.ingest.end: {end} is before paths.ingest.start {start}")
     if exists(url, storage):
         old = info(url, storage)
         if old.grid != grid:

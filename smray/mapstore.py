@@ -162,7 +162,7 @@ def create_or_extend(url: str, storage: StorageConfig | None, grid: Grid, start:
     new store (an existing store keeps its own; see :func:`update_attrs`).
     """
     if end < start:
-        raise SmrayError(f"predict.end: {end} is before predict.start {start}")
+        raise SmrayError(f"paths.predict.end: {end} is before paths.predict.start {start}")
     if exists(url, storage):
         old = info(url, storage)
         if old.grid != grid:

@@ -627,8 +627,9 @@ def run_predict(cfg: Config, cube_url: str, model_url: str, out_url: str, start:
     storage = resolve_storage(cfg.storage)
     pc = cfg.predict
     cinfo0 = cubemod.info(cube_url, storage)
-    first, last = as_optional_date(start, "predict.start", cinfo0.start), as_optional_date(end, "predict.end", cinfo0.end)
-    cinfo, dates = cubemod.period_dates(cube_url, storage, first, last, fields=("predict.start", "predict.end"))
+    fields = ("paths.predict.start", "paths.predict.end")
+    first, last = as_optional_date(start, fields[0], cinfo0.start), as_optional_date(end, fields[1], cinfo0.end)
+    cinfo, dates = cubemod.period_dates(cube_url, storage, first, last, fields=fields)
     if out_url.rstrip("/") == cube_url.rstrip("/"):
         raise SmrayError(f"--out: {out_url} is the cube itself; choose another URL for the map store")
     source = describe_model(model_url, storage, cinfo)
