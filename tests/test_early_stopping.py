@@ -80,11 +80,14 @@ def test_artefact_holds_the_best_epochs_weights(stopped: dict) -> None:
 
 @pytest.mark.ray
 @pytest.mark.slow
-def test_rerun_of_a_stopped_run_trains_nothing_more(stopped: dict) -> None:
+def test_rerun_of_a_stopped_run_trains_nothing_more(stopped: dict, capsys) -> None:
     argv = ["train", "--cube", str(stopped["cube"]), "--train-start", START.isoformat(), "--train-end",
             END.isoformat(), "--out", str(stopped["out"]), "--config", str(stopped["cfg_path"])]
+    before = {p.name: p.read_bytes() for p in stopped["out"].iterdir() if p.is_file()}
     assert main(argv) == 0
+    assert "stage train:cnn: done already" in capsys.readouterr().out  # the train stage's rule: a stopped run is done
+    assert {p.name: p.read_bytes() for p in stopped["out"].iterdir() if p.is_file()} == before
     again = json.loads((stopped["out"] / "training.json").read_text())
     rec = stopped["record"]
-    assert again["epochs_completed"] == rec["epochs_completed"] and again["resumed_from"] == rec["epochs_completed"]
+    assert again["epochs_completed"] == rec["epochs_completed"]
     assert again["history"] == rec["history"] and again["best_weights_sha256"] == rec["best_weights_sha256"]

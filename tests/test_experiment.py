@@ -136,10 +136,10 @@ def test_paper_experiment_tiny_twin(tmp_path: Path, ray_local, capsys) -> None:
         assert f"{paper['r2']:.4f}" in md and f"{paper['rmse']:.4f}" in md
     assert "| pixel-wise |" in md and "| physical |" in md and "—" in md
 
-    # a re-run re-scores without retraining
+    # a re-run finds the experiment current (the train stage's rule for every model) and retrains nothing
     before = {m: (out / m / "training.json").read_bytes() for m in ("cnn", "pixel", "svr")}
     assert main(argv) == 0
-    assert "not retraining" in capsys.readouterr().out
+    assert "stage experiment: done already" in capsys.readouterr().out
     for m, data in before.items():
         assert (out / m / "training.json").read_bytes() == data, m
     again = json.loads((out / "paper_experiment.json").read_text())
