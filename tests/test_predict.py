@@ -309,7 +309,7 @@ def test_range_outside_the_cube_is_refused(setup: dict, tmp_path: Path, capsys) 
                  "--end", (END + dt.timedelta(days=1)).isoformat(), "--out", str(out),
                  "--config", str(setup["cfg_path"])]) == 2
     err = capsys.readouterr().err.strip()
-    assert "predict.start/predict.end" in err and "not inside the time axis" in err and "\n" not in err
+    assert "paths.predict.start/paths.predict.end" in err and "not inside the time axis" in err and "\n" not in err
     assert not out.exists()
 
 
