@@ -41,8 +41,13 @@ class TwinStage(Stage):
 
     def check(self, cfg: Config, lay: Layout, storage: StorageConfig, *, force: bool = False) -> None:
         """A twin that will be generated must not overwrite another archive."""
+        from smray.storage import check_reachable
         from smray.synth.twin import check_archive_target
 
+        try:  # an unreachable endpoint is said in one line before anything reads the manifest
+            check_reachable(lay.need("twin"), storage, create=True)
+        except SmrayError as err:
+            raise SmrayError(f"paths.twin: {err}") from None
         if force or self.unit_state(cfg, lay, "", storage).done:
             return
         try:
