@@ -2,7 +2,8 @@
 
 Tests, demos and ``smray s3 serve`` use it in place of AWS. It listens on a loopback address only and
 accepts any credentials (moto does not check them). moto keeps objects in memory, so with ``data_dir``
-the objects are loaded from ``data_dir/<bucket>/<key…>`` at start and written back by :meth:`LocalS3.stop`
+the objects are loaded from ``data_dir/<bucket>/<key…>`` at start, before the server listens (a
+restarted endpoint never answers with half of its objects), and written back by :meth:`LocalS3.stop`
 (or :meth:`LocalS3.snapshot`) as a whole new directory that replaces the old one, so an interrupted
 snapshot never leaves half of one behind.
 
@@ -150,12 +151,6 @@ class LocalS3:
                 raise
         else:  # every picked port was taken
             raise SmrayError(f"s3 server: no free port found on {self.host}")
-        if self.data_dir is not None:
-            try:
-                self._load()
-            except BaseException:
-                self._kill()
-                raise
         atexit.register(self._at_exit)  # a forgotten stop() must not leave the server running
         return self
 
@@ -186,8 +181,12 @@ class LocalS3:
         env["MOTO_PORT"] = str(self.port)
         env.setdefault("PYTHONUNBUFFERED", "1")
         self._log.clear()
+        args = [sys.executable, "-m", "smray.s3server", self.host, str(self.port)]
+        if self.data_dir is not None:
+            _recover(self.data_dir)
+            args.append(str(self.data_dir))
         self._proc = subprocess.Popen(
-            [sys.executable, "-m", "moto.server", "-H", self.host, "-p", str(self.port)],
+            args,
             stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
             env=env, start_new_session=True, close_fds=True,
         )
@@ -210,13 +209,17 @@ class LocalS3:
     def _wait_ready(self) -> None:
         assert self._proc is not None
         opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))  # never via a proxy
-        deadline = time.monotonic() + START_TIMEOUT_S
+        # the child loads data_dir before it listens: allow for that at a modest LOAD_BYTES_PER_S
+        deadline = time.monotonic() + START_TIMEOUT_S + _tree_bytes(self.data_dir) / LOAD_BYTES_PER_S
         while True:
             code = self._proc.poll()
             if code is not None:
                 tail = self._log_tail()
                 if "already in use" in tail or "Errno 98" in tail:
                     raise _PortTaken()
+                if code == _LOAD_FAILED and "smray-s3-load-error: " in tail:
+                    raise SmrayError(f"s3 server: cannot load {self.data_dir} into {self.endpoint_url} "
+                                     f"({tail.rsplit('smray-s3-load-error: ', 1)[-1]})")
                 raise SmrayError(f"s3 server on {self.endpoint_url} exited with code {code} while starting: {tail}")
             try:
                 with opener.open(self.endpoint_url + "/", timeout=2.0):
@@ -326,35 +329,64 @@ class LocalS3:
                     finally:
                         body.close()
 
-    def _load(self) -> None:
-        """Upload ``data_dir/<bucket>/<key…>`` into the (empty) server, creating the buckets."""
-        assert self.data_dir is not None
-        _recover(self.data_dir)
-        if not self.data_dir.is_dir():
-            return
-        client = self._client()
-        try:
-            for bucket_dir in sorted(p for p in self.data_dir.iterdir() if p.is_dir()):
-                bucket = bucket_dir.name
-                client.create_bucket(Bucket=bucket)
-                for dirpath, dirnames, filenames in os.walk(bucket_dir):
-                    dirnames.sort()
-                    rel = Path(dirpath).relative_to(bucket_dir).as_posix()
-                    prefix = "" if rel == "." else rel + "/"
-                    if prefix and not dirnames and not filenames:
-                        client.put_object(Bucket=bucket, Key=prefix, Body=b"")  # a directory marker
-                    for fname in sorted(filenames):
-                        with open(os.path.join(dirpath, fname), "rb") as fh:
-                            client.put_object(Bucket=bucket, Key=prefix + fname, Body=fh)
-        except SmrayError:
-            raise
-        except Exception as err:
-            raise SmrayError(f"s3 server: cannot load {self.data_dir} into {self.endpoint_url} "
-                             f"({type(err).__name__}: {first_line(err)})") from None
-
 
 class _PortTaken(Exception):
     pass
+
+
+def _tree_bytes(root: Path | None) -> int:
+    if root is None or not root.is_dir():
+        return 0
+    return sum(os.path.getsize(os.path.join(d, f)) for d, _, files in os.walk(root) for f in files)
+
+
+def _load_dir(client: Any, data_dir: Path) -> None:
+    """Upload ``data_dir/<bucket>/<key…>`` through ``client`` into an empty server, creating the buckets."""
+    for bucket_dir in sorted(p for p in data_dir.iterdir() if p.is_dir()):
+        bucket = bucket_dir.name
+        client.create_bucket(Bucket=bucket)
+        for dirpath, dirnames, filenames in os.walk(bucket_dir):
+            dirnames.sort()
+            rel = Path(dirpath).relative_to(bucket_dir).as_posix()
+            prefix = "" if rel == "." else rel + "/"
+            if prefix and not dirnames and not filenames:
+                client.put_object(Bucket=bucket, Key=prefix, Body=b"")  # a directory marker
+            for fname in sorted(filenames):
+                with open(os.path.join(dirpath, fname), "rb") as fh:
+                    client.put_object(Bucket=bucket, Key=prefix + fname, Body=fh)
+
+
+def _child(host: str, port: int, data_dir: str | None) -> int:
+    """The server process: load ``data_dir`` into moto's in-process backend through a private staging
+    listener, and only then listen on ``host:port``. So a client never sees a half-loaded endpoint: a
+    restarted server either refuses connections or holds every object it held before."""
+    from moto.moto_server.threaded_moto_server import ThreadedMotoServer
+    from moto.moto_server.werkzeug_app import DomainDispatcherApplication, MotoRequestHandler, create_backend_app
+    from werkzeug.serving import make_server
+
+    if data_dir is not None and Path(data_dir).is_dir():
+        staging = ThreadedMotoServer("127.0.0.1", 0, verbose=False)
+        staging.start()
+        try:
+            shost, sport = staging.get_host_and_port()
+            probe = LocalS3(host=shost, port=sport)
+            _load_dir(probe._client(), Path(data_dir))
+        except Exception as err:  # noqa: BLE001 - reported to the parent in one line
+            print(f"smray-s3-load-error: {type(err).__name__}: {first_line(err)}", flush=True)
+            return _LOAD_FAILED
+        finally:
+            staging.stop()
+    app = DomainDispatcherApplication(create_backend_app)
+    server = make_server(host, port, app, threaded=True, request_handler=MotoRequestHandler)
+    signal.signal(signal.SIGTERM, lambda *_: threading.Thread(target=server.shutdown, daemon=True).start())
+    print(f"smray s3 endpoint listening on {host}:{port}", flush=True)
+    server.serve_forever()
+    return 0
+
+
+_LOAD_FAILED = 3
+#: Bytes a second the start-up allows for loading ``data_dir`` (on top of :data:`START_TIMEOUT_S`).
+LOAD_BYTES_PER_S = 20e6
 
 
 def _listens(pid: int, port: int) -> bool | None:
@@ -469,3 +501,7 @@ def serve(host: str = "127.0.0.1", port: int = 9000, data_dir: str | Path | None
 
 
 __all__ = ["LocalS3", "serve", "check_loopback", "ACCESS_KEY_ID", "REGION"]
+
+
+if __name__ == "__main__":  # the server process LocalS3 starts: python -m smray.s3server HOST PORT [DATA_DIR]
+    sys.exit(_child(sys.argv[1], int(sys.argv[2]), sys.argv[3] if len(sys.argv) > 3 else None))

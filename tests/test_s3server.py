@@ -296,3 +296,64 @@ def test_serve_refuses_port_in_use():
     with LocalS3() as first:
         with pytest.raises(SmrayError, match="already in use"):
             serve("127.0.0.1", first.port, None)
+
+
+def test_a_restarted_endpoint_never_answers_with_half_of_its_objects(tmp_path):
+    """The server loads data_dir before it listens: a client polling the port while it starts gets
+    either a refused connection or the whole bucket, never a part of it (an outage in test_faults
+    relies on this, as clients of a real endpoint do)."""
+    import threading
+
+    import botocore.exceptions
+    from botocore.config import Config
+
+    data = tmp_path / "s3data"
+    keys = [f"day/{i:04d}.bin" for i in range(400)]
+    for key in keys:
+        (data / "many" / key).parent.mkdir(parents=True, exist_ok=True)
+        (data / "many" / key).write_bytes(key.encode())
+    port = _free_port()
+    server = LocalS3(port=port, data_dir=data)
+    seen: list[int] = []
+    done = threading.Event()
+
+    def poll() -> None:
+        import boto3
+
+        client = boto3.session.Session().client(
+            "s3", endpoint_url=f"http://127.0.0.1:{port}", region_name="us-east-1", aws_access_key_id="x",
+            aws_secret_access_key="y", config=Config(retries={"max_attempts": 1}, connect_timeout=1))
+        while not done.is_set():
+            try:
+                listed = sum(page.get("KeyCount", 0) for page in
+                             client.get_paginator("list_objects_v2").paginate(Bucket="many"))
+            except (botocore.exceptions.EndpointConnectionError, botocore.exceptions.ConnectionClosedError):
+                continue
+            except botocore.exceptions.ClientError as err:  # NoSuchBucket: the endpoint answered early
+                seen.append(-1 if "NoSuchBucket" in str(err) else -2)
+                continue
+            seen.append(listed)
+
+    poller = threading.Thread(target=poll, daemon=True)
+    poller.start()
+    try:
+        server.start()
+        deadline = time.monotonic() + 30
+        while not seen and time.monotonic() < deadline:
+            time.sleep(0.05)
+    finally:
+        done.set()
+        poller.join(timeout=30)
+        server.stop()
+    assert seen and set(seen) == {len(keys)}, sorted(set(seen))
+
+
+def test_a_data_dir_that_cannot_be_loaded_is_one_line(tmp_path):
+    data = tmp_path / "s3data"
+    (data / "Not_A_Valid_Bucket!").mkdir(parents=True)
+    (data / "Not_A_Valid_Bucket!" / "key.txt").write_text("x")
+    with pytest.raises(SmrayError) as err:
+        LocalS3(data_dir=data).start()
+    text = str(err.value)
+    assert text.startswith("s3 server: cannot load ") and str(data) in text and "\n" not in text, text
+    assert (data / "Not_A_Valid_Bucket!" / "key.txt").read_text() == "x"  # the snapshot is untouched
