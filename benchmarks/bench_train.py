@@ -85,7 +85,8 @@ def bare_loop(cfg, cube_url: str, dates: list[dt.date], epochs: int, threads: in
 
 def ray_run(cfg, cube_url: str, end: dt.date, out: str, workers: int) -> dict:
     """run_training on ``workers`` Ray Train workers; rates from its training.json."""
-    from smray.train import read_training_json, run_training
+    from smray.checkpoint import read_training_json
+    from smray.train import run_training
 
     t = time.perf_counter()
     summary = run_training(cfg, cube_url, START, end, out, workers=workers, progress=lambda _: None)

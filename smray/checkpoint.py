@@ -45,7 +45,15 @@ from torch import nn
 from smray.config import ModelConfig, PatchConfig, config_from_dict, to_dict
 from smray.errors import SmrayError
 from smray.models import build_model
-from smray.storage import filesystem, read_bytes, to_url, write_bytes
+from smray.serial import read_json
+from smray.storage import StorageConfig, filesystem, join, read_bytes, resolve_storage, to_url, write_bytes
+
+#: the files of a training run's directory (``smray train --out``): best weights, SVR, scaling, record
+MODEL_FILE = "model.pt"
+SVR_FILE = "svr.npz"
+NORMALISATION_FILE = "normalisation.json"
+TRAINING_FILE = "training.json"
+
 
 FORMAT = "smray-checkpoint"
 VERSION = 1
@@ -160,7 +168,7 @@ def save_checkpoint(target: Target, ckpt: Checkpoint | dict[str, Any], *, storag
     """Write ``ckpt`` to ``target`` (``….pt``) and its sidecar ``….pt.json``; returns the URL.
 
     ``ckpt``: a :class:`Checkpoint` or a dict of its fields. ``storage``: the
-    :class:`~smray.config.StorageConfig` for ``s3://`` URLs. The ``.pt`` is written first, then the
+    :class:`~smray.storage.StorageConfig` for ``s3://`` URLs. The ``.pt`` is written first, then the
     sidecar carrying its hash, so an interrupted save is detected on load."""
     fs, path, url = _resolve(target, storage)
     if isinstance(ckpt, dict):
@@ -332,3 +340,11 @@ def restore_optimizer(optimizer: torch.optim.Optimizer, ckpt: Checkpoint, where:
     except (ValueError, KeyError, RuntimeError) as err:
         raise SmrayError(f"{where}: optimiser state does not fit ({err})") from None
 
+
+def read_training_json(out_url: str, storage: StorageConfig | None = None) -> dict[str, Any]:
+    """The ``training.json`` of a run (SmrayError when absent or invalid)."""
+    url = join(out_url, TRAINING_FILE)
+    try:
+        return read_json(url, resolve_storage(storage))
+    except FileNotFoundError:
+        raise SmrayError(f"{url}: not found (has the training run finished?)") from None

@@ -156,7 +156,7 @@ def _single_model(cfg, kind: str):  # (Config, str) -> Config
     """``cfg`` with ``kind`` the only model in play (a single-model command)."""
     import dataclasses
 
-    from smray.stages.train import kind_config
+    from smray.train import kind_config
 
     return kind_config(dataclasses.replace(cfg, reprocess=dataclasses.replace(cfg.reprocess, models=(kind,))), kind)
 

@@ -22,31 +22,7 @@ import yaml
 
 from smray.errors import SmrayError
 from smray.grid import check_bbox, check_resolution
-
-SECRET = "secret"  # dataclass field metadata key
-
-
-@dataclass(frozen=True)
-class S3Config:
-    """Where S3 is and how to authenticate. Unset values fall back to the standard AWS variables
-    (``AWS_ENDPOINT_URL``/``AWS_ENDPOINT_URL_S3``, ``AWS_ACCESS_KEY_ID``, ``AWS_SECRET_ACCESS_KEY``,
-    ``AWS_DEFAULT_REGION``) and then to boto's own chain (instance profile, ~/.aws)."""
-
-    endpoint_url: str | None = None  #: e.g. http://127.0.0.1:9000 for the local endpoint
-    region: str | None = None  #: AWS region name
-    key: str | None = field(default=None, repr=False, metadata={SECRET: True})  #: access key id
-    secret: str | None = field(default=None, repr=False, metadata={SECRET: True})  #: secret access key
-    anon: bool = False  #: anonymous (unsigned) access, for public buckets
-    connect_timeout_s: float = 5.0  #: TCP connect timeout per request attempt
-    read_timeout_s: float = 60.0  #: read timeout per request attempt
-    max_attempts: int = 4  #: attempts per request (botocore standard retry mode, backoff between)
-
-
-@dataclass(frozen=True)
-class StorageConfig:
-    """Object-storage settings shared by every stage."""
-
-    s3: S3Config = field(default_factory=S3Config)
+from smray.storage import SECRET, S3Config, StorageConfig  # noqa: F401 - storage owns its settings
 
 
 @dataclass(frozen=True)

@@ -28,14 +28,13 @@ import xarray as xr
 import zarr
 
 from smray import __version__, qc as qcmod
-from smray.config import StorageConfig
 # the shared day-store helpers; EPOCH, RECORDS and record_path are known as the cube's names too
 from smray.daystore import (EPOCH, RECORDS, DayAxis, consolidate, date_of, day_records,  # noqa: F401
                             days_since_epoch, exists, grow_time_axis, open_dataset, open_group, quiet, record_path,
                             survey, write_record)
 from smray.errors import SmrayError
 from smray.grid import Grid
-from smray.storage import filesystem, join
+from smray.storage import StorageConfig, filesystem, join
 
 CHANNELS = ("06H", "06V", "10H", "10V")
 PASSES = ("A", "D")

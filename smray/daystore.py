@@ -30,10 +30,9 @@ from typing import Any, ClassVar
 import numpy as np
 import zarr
 
-from smray.config import StorageConfig
 from smray.errors import SmrayError, first_line
 from smray.grid import Grid
-from smray.storage import filesystem, join, local_path, storage_options, write_bytes
+from smray.storage import StorageConfig, filesystem, join, local_path, storage_options, write_bytes
 
 EPOCH = dt.date(1970, 1, 1)
 #: the completion records, under the store root

@@ -35,10 +35,9 @@ import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
-from smray.config import StorageConfig
 from smray.errors import SmrayError
 from smray.formats.detect import PRODUCT_PATTERNS, basename
-from smray.storage import filesystem, join
+from smray.storage import StorageConfig, filesystem, join
 
 #: Bands of the JAXA L3 files the cube uses (6.9 and 10.7 GHz), in cube channel order.
 TB_BANDS: tuple[str, ...] = ("06", "10")

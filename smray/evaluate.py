@@ -53,11 +53,11 @@ import pandas as pd
 import xarray as xr
 
 from smray import __version__, package_versions
-from smray.config import Config, StorageConfig, to_dict
+from smray.config import Config, to_dict
 from smray.errors import SmrayError
 from smray.metrics import PairSums, pair_metrics
 from smray.serial import as_optional_date, write_json
-from smray.storage import filesystem, join, resolve_storage, write_bytes
+from smray.storage import StorageConfig, filesystem, join, resolve_storage, write_bytes
 from smray.truth import TwinTruth
 
 METRICS_FILE = "metrics.json"

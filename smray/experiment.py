@@ -3,10 +3,11 @@ Table 2 (R², RMSE in normalised units) beside the paper's numbers, plus the sam
 
 :func:`run_paper_experiment` is ``smray experiment paper``:
 
-1. ``cnn``, ``pixel`` and ``svr`` are trained with :func:`smray.stages.train.train_models` into
-   ``<out>/<model>/``. A model whose training run is current by the train stage's rule
-   (:func:`smray.stages.train.run_state`) is not touched (so a re-run neither retrains nor rewrites
-   it); an unfinished one is resumed.
+1. ``cnn``, ``pixel`` and ``svr`` are trained into ``<out>/<model>/`` by the experiment stage
+   (:func:`smray.stages.experiment.train_models`). A model whose training run is current by the
+   train stage's rule (:func:`smray.train.run_state`) is not touched (so a re-run neither retrains
+   nor rewrites it); an unfinished one is resumed. :func:`check_request` refuses a request before
+   anything trains; :func:`run_paper_experiment` scores what was trained.
 2. The test set: the patches of the test day cut by :func:`smray.patches.sample_day` with the
    training normalisation (``<out>/cnn/normalisation.json``; every trained model must carry the same
    statistics) and a ``random``-split :class:`~smray.config.PatchConfig` with ``per_day =
@@ -41,16 +42,17 @@ import io
 import json
 import math
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
 
-from smray.config import Config, PatchConfig, StorageConfig, to_dict
+from smray.checkpoint import MODEL_FILE, NORMALISATION_FILE, SVR_FILE
+from smray.config import Config, PatchConfig, to_dict
 from smray.errors import SmrayError
 from smray.metrics import pair_metrics
 from smray.serial import as_date, json_safe
-from smray.storage import filesystem, join, read_bytes, resolve_storage, write_bytes
+from smray.storage import StorageConfig, filesystem, join, read_bytes, resolve_storage, write_bytes
 
 MODELS = ("cnn", "svr", "pixel", "physical")
 TRAINED = ("cnn", "pixel", "svr")
@@ -210,21 +212,12 @@ def _read_stats(url: str, storage: StorageConfig) -> Any:
         raise SmrayError(f"{url}: not found (did the training finish?)") from None
 
 
-def run_paper_experiment(cfg: Config, cube_url: str, twin_url: str, out_url: str, *,
-                         train_start: dt.date | str = dt.date(2011, 7, 1),
-                         train_end: dt.date | str = dt.date(2011, 7, 30),
-                         test_day: dt.date | str = dt.date(2011, 7, 31), test_patches: int = PAPER_TEST_PATCHES,
-                         models: Sequence[str] = MODELS, physical_method: str = "lprm", test_region: str = "all",
-                         progress: Callable[[str], None] = print) -> dict[str, Any]:
-    """Train, test and score (see the module docstring); returns what ``paper_experiment.json`` holds."""
+def check_request(cfg: Config, cube_url: str, models: Sequence[str], test_patches: int, test_region: str,
+                  train_start: dt.date | str, train_end: dt.date | str, test_day: dt.date | str) -> list[str]:
+    """Refuse a request that cannot be scored (one line, before anything trains); returns the kinds
+    to train, in :data:`TRAINED` order."""
     from smray import cube as cubemod
-    from smray.baselines import load_svr, predict_svr
-    from smray.normalise import NormStats, scale_target
-    from smray.patches import day_counts, sample_day
-    from smray.stages.train import train_models
-    from smray.train import MODEL_FILE, NORMALISATION_FILE, SVR_FILE
 
-    t0 = time.perf_counter()
     models = tuple(dict.fromkeys(str(m).strip().lower() for m in models if str(m).strip()))
     unknown = [m for m in models if m not in MODELS]
     if unknown or not models:
@@ -238,16 +231,35 @@ def run_paper_experiment(cfg: Config, cube_url: str, twin_url: str, out_url: str
     day = as_date(test_day, "test_day")
     if start <= day <= end:
         raise SmrayError(f"test_day: {day} lies inside the training period {start}..{end}")
-    storage = resolve_storage(cfg.storage)
-    cinfo = cubemod.info(cube_url, storage)
-    cinfo.index(day)  # the test day must be in the cube
+    cubemod.info(cube_url, resolve_storage(cfg.storage)).index(day)  # the test day must be in the cube
     kinds = [m for m in TRAINED if m in models]
-    # the statistics come from training; the physical method alone still needs them (train the CNN's stats)
-    stats_kind = kinds[0] if kinds else None
-    if stats_kind is None:
+    # the statistics come from training; the physical method alone still needs them
+    if not kinds:
         raise SmrayError("--models: the physical method alone has no normalisation; add cnn, pixel or svr")
+    return kinds
 
-    trained = train_models(cfg, cube_url, start, end, out_url, kinds, progress)
+
+def run_paper_experiment(cfg: Config, cube_url: str, twin_url: str, out_url: str, *,
+                         train_start: dt.date | str = dt.date(2011, 7, 1),
+                         train_end: dt.date | str = dt.date(2011, 7, 30),
+                         test_day: dt.date | str = dt.date(2011, 7, 31), test_patches: int = PAPER_TEST_PATCHES,
+                         models: Sequence[str] = MODELS, physical_method: str = "lprm", test_region: str = "all",
+                         trained: Mapping[str, Any] | None = None,
+                         progress: Callable[[str], None] = print) -> dict[str, Any]:
+    """Test and score the models trained in ``<out_url>/<kind>`` (see the module docstring; ``trained``
+    is what the training step did, recorded as it is); returns what ``paper_experiment.json`` holds."""
+    from smray.baselines import load_svr, predict_svr
+    from smray.normalise import NormStats
+    from smray.patches import day_counts, sample_day
+
+    t0 = time.perf_counter()
+    kinds = check_request(cfg, cube_url, models, test_patches, test_region, train_start, train_end, test_day)
+    models = tuple(dict.fromkeys(str(m).strip().lower() for m in models if str(m).strip()))
+    start, end = as_date(train_start, "train_start"), as_date(train_end, "train_end")
+    day = as_date(test_day, "test_day")
+    storage = resolve_storage(cfg.storage)
+    stats_kind = kinds[0]
+    trained = dict(trained or {})
 
     stats_url = join(out_url, "cnn" if "cnn" in kinds else stats_kind, NORMALISATION_FILE)
     stats = _read_stats(stats_url, storage)

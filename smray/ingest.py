@@ -34,7 +34,7 @@ from typing import Any
 import numpy as np
 
 from smray import cube
-from smray.config import Config, IngestConfig, QCConfig, StorageConfig, to_dict
+from smray.config import Config, IngestConfig, QCConfig, to_dict
 from smray.discovery import JAXA, NSIDC, RefIndex, TbIndex, discover_ref, discover_tb
 from smray.errors import SmrayError
 from smray.formats.detect import basename, load_source
@@ -44,7 +44,7 @@ from smray.formats.nsidc_land3 import read_nsidc_land3
 from smray.grid import Grid
 from smray.preprocess import CHANNELS, PASSES, preprocess_day
 from smray.qc import FLAGS
-from smray.storage import check_reachable, filesystem, is_transient, local_path, resolve_storage
+from smray.storage import StorageConfig, check_reachable, filesystem, is_transient, local_path, resolve_storage
 
 #: JAXA band → indices of its (H, V) channels in :data:`CHANNELS` order.
 BAND_CHANNELS = {"06": (CHANNELS.index("06H"), CHANNELS.index("06V")),

@@ -59,7 +59,7 @@ Inspector = Callable[[bytes, str, str, Any], dict[str, Any]]
 # --------------------------------------------------------------------------------------------
 def inspect_url(url: str, storage: Any = None) -> dict[str, Any]:
     """Describe the file at ``url`` (path or fsspec URL; ``storage`` a
-    :class:`~smray.config.StorageConfig`). Returns a JSON-serialisable dict with keys ``url``,
+    :class:`~smray.storage.StorageConfig`). Returns a JSON-serialisable dict with keys ``url``,
     ``name``, ``size_bytes``, ``container``, ``product``, ``description``, ``date``, ``pass``,
     ``variables`` (name, dims, shape, dtype, units), ``grid`` (the file's own grid: shape,
     resolution, lat/lon range, orientation), ``read_as`` (the grid smray reads it onto), ``time``

@@ -30,14 +30,13 @@ import zarr
 
 from smray import __version__
 from smray import qc as qcmod
-from smray.config import StorageConfig
 from smray.cube import PASSES
 from smray.daystore import (EPOCH, RECORDS, DayAxis, consolidate, date_of, day_records, days_since_epoch,  # noqa: F401
                             exists, grow_time_axis, open_dataset, open_group, quiet, recorded_signature, survey,
                             write_record)
 from smray.errors import SmrayError
 from smray.grid import Grid
-from smray.storage import filesystem
+from smray.storage import StorageConfig, filesystem
 
 MAP_FORMAT = "smray-maps-1"
 #: the group attribute holding the settings every day of the store shares (JSON, see smray.predict)

@@ -35,9 +35,9 @@ import numpy as np
 
 from smray import cube as cubemod
 from smray import qc as qcmod
-from smray.config import NormConfig, PatchConfig, StorageConfig
+from smray.config import NormConfig, PatchConfig
 from smray.errors import SmrayError
-from smray.storage import filesystem, join, read_bytes, resolve_storage, write_bytes
+from smray.storage import StorageConfig, filesystem, join, read_bytes, resolve_storage, write_bytes
 
 #: land fraction from which a cell counts as land (the QC default ``qc.land_fraction_min``)
 LAND_MIN = 0.5

@@ -40,12 +40,12 @@ from typing import Any
 import numpy as np
 
 from smray import cube as cubemod
-from smray.config import PatchConfig, StorageConfig
+from smray.config import PatchConfig
 from smray.errors import SmrayError
 from smray.grid import Grid
 from smray.normalise import (LAND_MIN, NormStats, block_mask, map_days, scale_inputs, scale_target,
                              valid_pixels)
-from smray.storage import resolve_storage
+from smray.storage import StorageConfig, resolve_storage
 
 SPLITS = ("train", "val", "all")
 #: columns of :func:`patch_dataset` (all numeric, so ``iter_torch_batches`` takes them as they are)

@@ -24,13 +24,12 @@ import pandas as pd
 import xarray as xr
 from matplotlib.figure import Figure
 
-from smray.config import StorageConfig
 from smray.cube import CUBE_FORMAT
 from smray.daystore import open_dataset, store_dates
 from smray.errors import SmrayError
 from smray.mapstore import MAP_FORMAT
 from smray.serial import as_date
-from smray.storage import filesystem, write_bytes
+from smray.storage import StorageConfig, filesystem, write_bytes
 
 DEFAULT_VAR = {CUBE_FORMAT: "swvl1", MAP_FORMAT: "soil_moisture"}
 #: axes that need a value after ':' in --var, in the order they are given

@@ -48,13 +48,13 @@ import numpy as np
 from smray import __version__, package_versions
 from smray import cube as cubemod
 from smray import mapstore
-from smray.config import Config, StorageConfig, config_from_dict, to_dict
+from smray.config import Config, config_from_dict, to_dict
 from smray.errors import SmrayError
 from smray.normalise import LAND_MIN, NormStats, block_mask, block_names, scale_inputs, unscale_target
 from smray.patches import window_all
 from smray.qc import FLAGS
 from smray.serial import as_optional_date, read_json
-from smray.storage import check_reachable, filesystem, join, read_bytes, resolve_storage, write_bytes
+from smray.storage import StorageConfig, check_reachable, filesystem, join, read_bytes, resolve_storage, write_bytes
 
 PHYSICAL = "physical"
 UNCERTAINTY_FILE = "uncertainty.json"
@@ -94,7 +94,7 @@ def _sha256(fs: Any, path: str) -> str:
 def describe_model(model_url: str, storage: StorageConfig, cube: cubemod.CubeInfo) -> ModelSource:
     """Read the model's metadata and check it against the cube's channels (one-line SmrayError)."""
     from smray.checkpoint import read_metadata
-    from smray.train import MODEL_FILE, NORMALISATION_FILE, SVR_FILE
+    from smray.checkpoint import MODEL_FILE, NORMALISATION_FILE, SVR_FILE
 
     if model_url.strip().lower() == PHYSICAL:
         need = ("06H", "06V")
@@ -363,7 +363,7 @@ def calibrate(source: ModelSource, predictor: Predictor, storage: StorageConfig,
     if source.kind == PHYSICAL:
         return None
     from smray.patches import plan_cube_day
-    from smray.train import read_training_json
+    from smray.checkpoint import read_training_json
 
     fs, root = filesystem(source.url, storage)
     key = {"model_sha256": source.sha256, "coverage": float(coverage), "max_days": int(max_days),
@@ -689,7 +689,7 @@ def run_predict(cfg: Config, cube_url: str, model_url: str, out_url: str, start:
 
 
 def _check_twin(twin_url: str | None, storage: StorageConfig) -> None:
-    from smray.synth.twin import STATIC_PATH
+    from smray.truth import STATIC_PATH
 
     if not twin_url:
         raise SmrayError("--twin: the physical retrieval needs the twin archive root (its truth/static.nc and "

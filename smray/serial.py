@@ -10,9 +10,9 @@ from typing import Any
 
 import numpy as np
 
-from smray.config import StorageConfig, parse_date
+from smray.config import parse_date
 from smray.errors import SmrayError
-from smray.storage import filesystem, read_bytes, write_bytes
+from smray.storage import StorageConfig, filesystem, read_bytes, write_bytes
 
 
 def as_date(value: dt.date | str, where: str = "date") -> dt.date:

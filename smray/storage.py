@@ -1,7 +1,7 @@
 """The one storage seam: every URL smray touches goes through :func:`filesystem`.
 
 ``s3://``, ``file://``, plain paths and ``memory://`` are the same code path (``fsspec.url_to_fs``).
-S3 endpoint and credentials come from :class:`~smray.config.S3Config` or the standard AWS
+S3 endpoint and credentials come from :class:`S3Config` (the config's ``storage.s3``) or the standard AWS
 variables; they are passed to s3fs only and never logged or written.
 """
 
@@ -11,13 +11,39 @@ import dataclasses
 import os
 import posixpath
 import uuid
+from dataclasses import dataclass, field
 from typing import Any
 
 import fsspec
 from fsspec.implementations.local import LocalFileSystem
 
-from smray.config import S3Config, StorageConfig
 from smray.errors import SmrayError, first_line
+
+SECRET = "secret"  #: dataclass field metadata key: a value never written out or shown
+
+
+@dataclass(frozen=True)
+class S3Config:
+    """Where S3 is and how to authenticate. Unset values fall back to the standard AWS variables
+    (``AWS_ENDPOINT_URL``/``AWS_ENDPOINT_URL_S3``, ``AWS_ACCESS_KEY_ID``, ``AWS_SECRET_ACCESS_KEY``,
+    ``AWS_DEFAULT_REGION``) and then to boto's own chain (instance profile, ~/.aws)."""
+
+    endpoint_url: str | None = None  #: e.g. http://127.0.0.1:9000 for the local endpoint
+    region: str | None = None  #: AWS region name
+    key: str | None = field(default=None, repr=False, metadata={SECRET: True})  #: access key id
+    secret: str | None = field(default=None, repr=False, metadata={SECRET: True})  #: secret access key
+    anon: bool = False  #: anonymous (unsigned) access, for public buckets
+    connect_timeout_s: float = 5.0  #: TCP connect timeout per request attempt
+    read_timeout_s: float = 60.0  #: read timeout per request attempt
+    max_attempts: int = 4  #: attempts per request (botocore standard retry mode, backoff between)
+
+
+@dataclass(frozen=True)
+class StorageConfig:
+    """Object-storage settings shared by every stage."""
+
+    s3: S3Config = field(default_factory=S3Config)
+
 
 #: Rounds of s3fs's own retry loop (each round is up to ``S3Config.max_attempts`` botocore attempts).
 S3FS_RETRIES = 2

@@ -86,24 +86,27 @@ def write_config(path: Path, *, base: str | Path | Mapping[str, Any] | None = No
 
 def build_twin(out: Path | str, *, start: dt.date, days: int, res: float, seed: int, spinup_days: int = 3,
                bbox: tuple[float, float, float, float] | None = None) -> Path | str:
-    """``smray synth``: a twin of ``days`` days from ``start`` at ``res`` degrees (optionally a ``bbox``
-    window) into ``out``, after ``spinup_days`` of soil-moisture spin-up."""
-    from smray.cli import main
+    """The twin stage (``smray synth``): a twin of ``days`` days from ``start`` at ``res`` degrees
+    (optionally a ``bbox`` window) into ``out``, after ``spinup_days`` of soil-moisture spin-up."""
+    from smray.stages import twin
 
-    argv = ["synth", "--out", str(out), "--start", start.isoformat(), "--days", str(days), "--res", str(res),
-            "--spinup-days", str(spinup_days), "--seed", str(seed)]
-    if bbox is not None:
-        argv += ["--bbox", ",".join(str(v) for v in bbox)]
-    assert main(argv) == 0, f"smray {' '.join(argv)} failed"
+    cfg = load_config(None, {"grid": {"res": res, "bbox": list(bbox) if bbox is not None else None},
+                             "synth": {"start": start.isoformat(), "days": days, "seed": seed,
+                                       "spinup_days": spinup_days},
+                             "paths": {"twin": str(out)}})
+    twin.run(cfg, quiet)
     return out
 
 
 def ingest_twin(twin: Path | str, out: Path | str, *, start: dt.date, end: dt.date, config: Path) -> int:
-    """``smray ingest`` of the twin's days ``start``..``end`` into the cube ``out``; the exit status."""
-    from smray.cli import main
+    """The ingest stage (``smray ingest``) of the twin's days ``start``..``end`` into the cube ``out``,
+    with the settings of the config file ``config``; 0 when it ran (a SmrayError otherwise)."""
+    from smray.stages import ingest
 
-    return main(["ingest", "--tb", f"{twin}/amsr", "--ref", f"{twin}/era_interim", "--start", start.isoformat(),
-                 "--end", end.isoformat(), "--out", str(out), "--config", str(config)])
+    cfg = load_config(config, {"paths": {"tb": f"{twin}/amsr", "ref": f"{twin}/era_interim", "cube": str(out),
+                                         "ingest": {"start": start.isoformat(), "end": end.isoformat()}}})
+    ingest.run(cfg, quiet)
+    return 0
 
 
 def build_twin_and_cube(root: Path, *, start: dt.date, days: int, res: float, seed: int, spinup_days: int = 3,

@@ -61,15 +61,17 @@ from torch import Tensor, nn
 
 from smray import cube as cubemod
 from smray.checkpoint import Checkpoint as ModelCheckpoint
-from smray.checkpoint import (config_fingerprint, config_signature, load_checkpoint, make_checkpoint,
+from smray.checkpoint import (MODEL_FILE, NORMALISATION_FILE, SVR_FILE, TRAINING_FILE, config_fingerprint,
+                              config_signature, load_checkpoint, make_checkpoint,
                               restore_optimizer, save_checkpoint)
-from smray.config import Config, StorageConfig, to_dict
+from smray.config import Config, to_dict
 from smray.errors import SmrayError
 from smray.metrics import pair_sums
 from smray.models import build_model, input_channels
 from smray.normalise import NormStats, block_names, fit_stats
 from smray.serial import as_date, json_safe, read_json, write_json
-from smray.storage import check_reachable, filesystem, join, local_path, protocol, resolve_storage
+from smray.stages.base import StageState
+from smray.storage import StorageConfig, check_reachable, filesystem, join, local_path, protocol, resolve_storage
 from smray.trainloop import (SUM_FIELDS, TARGET_SHIFT, EarlyStopping, eval_sums, make_optimizer, metrics_from_sums,
                              seed_everything, train_epoch_dp)
 
@@ -77,10 +79,6 @@ from smray.trainloop import (SUM_FIELDS, TARGET_SHIFT, EarlyStopping, eval_sums,
 RAY_TRAIN_DIR = "ray_train"
 RUN_NAME = "smray"
 #: files inside ``out`` and inside each Ray Train checkpoint directory
-MODEL_FILE = "model.pt"
-SVR_FILE = "svr.npz"
-NORMALISATION_FILE = "normalisation.json"
-TRAINING_FILE = "training.json"
 LAST_FILE = "last.pt"
 BEST_FILE = "best.pt"
 #: training / validation patches a period must yield (at least, and at least one per worker)
@@ -667,10 +665,55 @@ def _run_svr(cfg: Config, cube_url: str, storage: StorageConfig, dates: list[dt.
     return summary
 
 
-def read_training_json(out_url: str, storage: StorageConfig | None = None) -> dict[str, Any]:
-    """The ``training.json`` of a run (SmrayError when absent or invalid)."""
-    url = join(out_url, TRAINING_FILE)
+# --------------------------------------------------------------------------------------------
+# When a run is current: the one rule of the train stage, ``smray experiment`` and ``smray predict``
+# --------------------------------------------------------------------------------------------
+#: config sections whose every setting changes the trained weights
+WEIGHT_SECTIONS = ("normalise", "patches", "model")
+#: train settings that say where and how robustly training runs, not what it learns
+TRAIN_INFRASTRUCTURE = ("use_gpu", "cpus_per_worker", "max_failures")
+
+
+def kind_config(cfg: Config, kind: str) -> Config:
+    """``cfg`` with ``model.kind = kind`` (unchanged for "physical", which is not a trained model)."""
+    if kind not in ("cnn", "pixel", "svr"):
+        return cfg
+    return dataclasses.replace(cfg, model=dataclasses.replace(cfg.model, kind=kind))
+
+
+def run_state(cfg: Config, kind: str, cube: str, start: dt.date, end: dt.date, out: str,
+              storage: StorageConfig) -> StageState:
+    """Whether ``out`` holds a finished, current training run of ``kind`` (see the module docstring)."""
     try:
-        return read_json(url, resolve_storage(storage))
-    except FileNotFoundError:
-        raise SmrayError(f"{url}: not found (has the training run finished?)") from None
+        rec = read_json(join(out, TRAINING_FILE), storage)
+    except (FileNotFoundError, SmrayError):
+        return StageState(False, f"no {TRAINING_FILE} in {out}")
+    fs, path = filesystem(join(out, SVR_FILE if kind == "svr" else MODEL_FILE), storage)
+    if not fs.exists(path):
+        return StageState(False, f"{out}: {TRAINING_FILE} without its model")
+    kcfg = kind_config(cfg, kind)
+    want = {"kind": kind, "cube": cube, "train_start": start.isoformat(), "train_end": end.isoformat(),
+            "fingerprint": config_fingerprint(kcfg.model, kcfg.patches)}
+    differ = [k for k, v in want.items() if rec.get(k) != v]
+    old, now = rec.get("config") or {}, json_safe(to_dict(kcfg))
+    differ += [s for s in WEIGHT_SECTIONS if old.get(s) != now[s]]
+    if (old.get("qc") or {}).get("block") != now["qc"]["block"]:
+        differ.append("qc.block")
+    differ += [f"train.{k}" for k in now["train"]
+               if k not in TRAIN_INFRASTRUCTURE and (old.get("train") or {}).get(k) != now["train"][k]]
+    if differ:
+        return StageState(False, f"{out} was trained with other {', '.join(differ[:4])}")
+    if kind != "svr":
+        history = rec.get("history") or []
+        stopped = bool(history and history[-1].get("stop"))
+        if int(rec.get("epochs_completed", 0)) < cfg.train.epochs and not stopped:
+            return StageState(False, f"{out}: {rec.get('epochs_completed')} of {cfg.train.epochs} epochs")
+    return StageState(True, f"{out}/{TRAINING_FILE} matches ({kind}, {want['train_start']}..{want['train_end']})")
+
+
+def train_kind(cfg: Config, kind: str, cube: str, start: dt.date, end: dt.date, out: str,
+               progress: Callable[[str], None]) -> TrainSummary:
+    """Train (or resume) ``kind`` into ``out``; returns the training summary."""
+    result = run_training(kind_config(cfg, kind), cube, start, end, out, progress=progress)
+    progress(result.line())
+    return result

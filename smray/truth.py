@@ -24,12 +24,13 @@ from typing import Any
 
 import numpy as np
 
-from smray.config import StorageConfig
 from smray.errors import SmrayError
-from smray.storage import filesystem, join, read_bytes
+from smray.storage import StorageConfig, filesystem, join, read_bytes
 
 #: the static fields, under the archive root
 STATIC_PATH = "truth/static.nc"
+#: the twin archive's manifest (start, days, grid, seed, files), at its root
+MANIFEST = "twin.json"
 #: a cell of the other grid may lie this many of its cells from the twin's nearest centre
 TOLERANCE_CELLS = 0.51
 

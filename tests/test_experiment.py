@@ -64,7 +64,7 @@ def test_finished_run_depends_on_the_settings_that_change_the_weights(tmp_path: 
     makes it unfinished, and so does a missing artefact."""
     from smray.checkpoint import config_fingerprint
     from smray.serial import json_safe
-    from smray.stages.train import kind_config, run_state
+    from smray.train import kind_config, run_state
 
     cfg = kind_config(Config(), "svr")
     start, end = dt.date(2011, 7, 1), dt.date(2011, 7, 30)

@@ -185,7 +185,7 @@ def source_name(source: Any, name: str | None = None) -> str:
 
 def load_source(source: Any, storage: Any = None, *, name: str | None = None) -> tuple[bytes, str]:
     """(bytes, name) of ``source``: bytes are returned as they are; a path or URL is read whole
-    through :func:`smray.storage.filesystem` (``storage`` is a :class:`~smray.config.StorageConfig`)."""
+    through :func:`smray.storage.filesystem` (``storage`` is a :class:`~smray.storage.StorageConfig`)."""
     if isinstance(source, (bytes, bytearray, memoryview)):
         return bytes(source), source_name(source, name)
     url = source_name(source)

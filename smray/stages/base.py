@@ -25,9 +25,9 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from smray.config import Config, RayConfig, StorageConfig
+from smray.config import Config, RayConfig
 from smray.stages.layout import Layout, layout
-from smray.storage import resolve_storage
+from smray.storage import StorageConfig, resolve_storage
 
 Progress = Callable[[str], None]
 

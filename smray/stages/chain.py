@@ -15,12 +15,12 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from types import ModuleType
 
-from smray.config import REPROCESS_STAGES, Config, StorageConfig
+from smray.config import REPROCESS_STAGES, Config
 from smray.errors import SmrayError
 from smray.stages import evaluate, ingest, predict, train, twin
 from smray.stages.base import Progress, Stage, ray_runtime, resolve, unit_name
 from smray.stages.layout import Layout, check_periods
-from smray.storage import check_reachable, protocol, resolve_storage
+from smray.storage import StorageConfig, check_reachable, protocol, resolve_storage
 
 #: the chain's stages in the order they run
 STAGES: dict[str, ModuleType] = {"twin": twin, "ingest": ingest, "train": train, "predict": predict,

@@ -10,12 +10,12 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
-from smray.config import Config, StorageConfig
+from smray.config import Config
 from smray.errors import SmrayError
 from smray.stages.base import Progress, Stage, StageState, url_exists
 from smray.stages.layout import Layout
-from smray.stages.twin import MANIFEST
-from smray.storage import filesystem, join
+from smray.storage import StorageConfig, filesystem, join
+from smray.truth import MANIFEST
 
 NAME = "evaluate"
 METRICS_FILE = "metrics.json"

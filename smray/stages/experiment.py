@@ -4,18 +4,21 @@ physical side by side with the paper's Table 2, into ``paths.experiment`` (:mod:
 
 Current when the result file records the same cube, twin, period, test day, models and test settings
 and every trained model is current by the train stage's rule; the models are trained (or kept) by
-:func:`smray.stages.train.train_models`, so a re-run neither retrains nor rewrites them."""
+:func:`train_models` by the train stage's rule, so a re-run neither retrains nor rewrites them."""
 
 from __future__ import annotations
 
 import datetime as dt
 from typing import Any
 
-from smray.config import Config, StorageConfig
+from smray.config import Config
 from smray.errors import SmrayError
-from smray.stages.base import Progress, Stage, StageState, remove_tree
+from smray.experiment import JSON_FILE, check_request, output_name, run_paper_experiment
+from smray.serial import read_json
+from smray.stages.base import Progress, Stage, StageState, ray_runtime, remove_tree
 from smray.stages.layout import TRAINABLE, Layout
-from smray.storage import join
+from smray.storage import StorageConfig, join, resolve_storage
+from smray.train import run_state, train_kind
 
 NAME = "experiment"
 PAPER_TRAIN = (dt.date(2011, 7, 1), dt.date(2011, 7, 30))
@@ -29,14 +32,29 @@ def protocol(cfg: Config) -> tuple[dt.date, dt.date, dt.date]:
     return (p.train.start or PAPER_TRAIN[0], p.train.end or PAPER_TRAIN[1], p.evaluate.start or PAPER_TEST_DAY)
 
 
+def train_models(cfg: Config, cube: str, start: dt.date, end: dt.date, out: str, kinds: list[str],
+                 progress: Progress) -> dict[str, Any]:
+    """Train every kind in ``kinds`` into ``<out>/<kind>`` unless its run is current (:func:`run_state`),
+    with one Ray runtime; returns, per kind, whether it was trained and where it is."""
+    storage = resolve_storage(cfg.storage)
+    done: dict[str, Any] = {}
+    with ray_runtime(cfg.ray):
+        for kind in kinds:
+            where = join(out, kind)
+            st = run_state(cfg, kind, cube, start, end, where, storage)
+            if st.done:
+                progress(f"experiment: {kind}: finished training found in {where}; not retraining")
+                done[kind] = {"trained": False, "out": where}
+                continue
+            summary = train_kind(cfg, kind, cube, start, end, where, progress)
+            done[kind] = {"trained": True, "out": where, "seconds": summary.seconds}
+    return done
+
+
 class ExperimentStage(Stage):
     name = NAME
 
     def unit_state(self, cfg: Config, lay: Layout, unit: str, storage: StorageConfig) -> StageState:
-        from smray.experiment import JSON_FILE, output_name
-        from smray.serial import read_json
-        from smray.stages.train import run_state
-
         out, ex = lay.need("experiment"), cfg.experiment
         url = join(out, output_name(JSON_FILE, ex.test_region))
         try:
@@ -65,13 +83,14 @@ class ExperimentStage(Stage):
 
     def run_unit(self, cfg: Config, lay: Layout, unit: str, storage: StorageConfig, st: StageState,
                  progress: Progress) -> Any:
-        from smray.experiment import run_paper_experiment
-
         ex = cfg.experiment
         start, end, day = protocol(cfg)
-        return run_paper_experiment(cfg, lay.need("cube"), lay.need("twin"), lay.need("experiment"),
-                                    train_start=start, train_end=end, test_day=day, test_patches=ex.test_patches,
-                                    models=ex.models, physical_method=ex.physical, test_region=ex.test_region,
+        cube, out = lay.need("cube"), lay.need("experiment")
+        kinds = check_request(cfg, cube, ex.models, ex.test_patches, ex.test_region, start, end, day)
+        trained = train_models(cfg, cube, start, end, out, kinds, progress)
+        return run_paper_experiment(cfg, cube, lay.need("twin"), out, train_start=start, train_end=end,
+                                    test_day=day, test_patches=ex.test_patches, models=ex.models,
+                                    physical_method=ex.physical, test_region=ex.test_region, trained=trained,
                                     progress=progress)
 
 

@@ -9,9 +9,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from smray.config import Config, StorageConfig
+from smray.config import Config
 from smray.stages.base import Progress, Stage, StageState, forget_records, store_state
 from smray.stages.layout import Layout
+from smray.storage import StorageConfig
 
 NAME = "ingest"
 

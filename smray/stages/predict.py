@@ -13,10 +13,11 @@ import dataclasses
 import json
 from typing import Any
 
-from smray.config import Config, StorageConfig
+from smray.config import Config
 from smray.errors import SmrayError
 from smray.stages.base import Progress, Stage, StageState, forget_records, store_state
 from smray.stages.layout import TRAINABLE, Layout, Span
+from smray.storage import StorageConfig
 
 NAME = "predict"
 PHYSICAL = "physical"
@@ -34,7 +35,7 @@ def map_range(cfg: Config, lay: Layout, kind: str) -> Span:
 def model_kind(url: str, storage: StorageConfig) -> str:
     """The kind of the model at ``url`` (a training run directory, or "physical")."""
     from smray.serial import read_json
-    from smray.train import TRAINING_FILE
+    from smray.checkpoint import TRAINING_FILE
 
     if url.strip().lower() == PHYSICAL:
         return PHYSICAL
@@ -57,7 +58,7 @@ class PredictStage(Stage):
         from smray import cube as cubemod
         from smray import mapstore
         from smray.predict import describe_model, store_signature
-        from smray.stages.train import kind_config
+        from smray.train import kind_config
 
         url, cube = lay.map_store(unit), lay.need("cube")
         if not cubemod.exists(url, storage):
@@ -87,7 +88,7 @@ class PredictStage(Stage):
     def run_unit(self, cfg: Config, lay: Layout, unit: str, storage: StorageConfig, st: StageState,
                  progress: Progress) -> Any:
         from smray.predict import run_predict
-        from smray.stages.train import kind_config
+        from smray.train import kind_config
 
         start, end = map_range(cfg, lay, unit)
         kcfg = kind_config(cfg, unit)

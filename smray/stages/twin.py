@@ -8,16 +8,16 @@ from __future__ import annotations
 import dataclasses
 from typing import Any
 
-from smray.config import Config, StorageConfig, to_dict
+from smray.config import Config, to_dict
 from smray.errors import SmrayError
 from smray.stages.base import Progress, Stage, StageState, ray_runtime
 from smray.stages.layout import Layout
-from smray.storage import join
+from smray.storage import StorageConfig, join
+from smray.truth import MANIFEST
 
 NAME = "twin"
 #: the twin's settings a finished twin must share with the config (twin.json ``synth``)
 TWIN_KEYS = ("start", "days", "seed", "spinup_days", "sensor")
-MANIFEST = "twin.json"
 
 
 class TwinStage(Stage):

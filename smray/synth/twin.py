@@ -25,18 +25,17 @@ import numpy as np
 import xarray as xr
 
 from smray import __version__
-from smray.config import Config, StorageConfig, to_dict
+from smray.config import Config, to_dict
 from smray.errors import SmrayError
 from smray.formats.era import write_era_netcdf
 from smray.formats.jaxa_l3 import jaxa_l3_filename, write_jaxa_l3
 from smray.grid import Grid
-from smray.storage import check_reachable, filesystem, is_empty, join, resolve_storage, write_bytes
+from smray.storage import StorageConfig, check_reachable, filesystem, is_empty, join, resolve_storage, write_bytes
 from smray.synth import render, sensor
 from smray.synth.fields import StaticFields, build_static
 from smray.synth.model import PASSES, DayState, TwinModel
-from smray.truth import STATIC_PATH, truth_path
+from smray.truth import MANIFEST, STATIC_PATH, truth_path
 
-MANIFEST = "twin.json"
 PRODUCT = "smray-twin"
 
 
