@@ -71,6 +71,12 @@ class RayConfig:
 
     address: str | None = None  #: None/"local": start a local runtime; "auto" or ray://… to join a cluster
     num_cpus: int | None = None  #: logical CPUs of a local runtime (None: the machine's cores)
+    #: how long a stage waits for an autoscaling cluster to bring the CPUs/GPUs it asked for
+    resource_timeout_s: float = 900.0
+
+    def __post_init__(self) -> None:
+        if not self.resource_timeout_s > 0:
+            raise SmrayError(f"ray.resource_timeout_s: must be > 0, got {self.resource_timeout_s}")
 
 
 @dataclass(frozen=True)

@@ -416,7 +416,7 @@ def run_ingest(cfg: Config, tb_url: str, ref_url: str, out: str, start: dt.date,
     reason other than bad input, or the final chunk census finds a finished day incomplete.
     """
     from smray.grid import surface_fractions
-    from smray.raysupport import init_ray, shutdown_ray
+    from smray.raysupport import init_ray, shutdown_ray, wait_for_resources
 
     t0 = time.perf_counter()
     storage = resolve_storage(cfg.storage)
@@ -462,6 +462,9 @@ def run_ingest(cfg: Config, tb_url: str, ref_url: str, out: str, start: dt.date,
         jobs = [make_job(d, tb_index, ref_index, cfg.qc.composite_days) for d in todo]
         started = init_ray(cfg.ray)
         try:
+            wait_for_resources({"CPU": cfg.ingest.task_cpus, **(cfg.ingest.task_resources or {})},
+                               what="the ingest day tasks", field="ray",
+                               timeout_s=cfg.ray.resource_timeout_s, progress=progress)
             for n, res in enumerate(_run_jobs(jobs, ctx, cfg.ingest), start=1):
                 day = dt.date.fromisoformat(res["date"])
                 rate = 60.0 * n / max(time.perf_counter() - t0, 1e-9)

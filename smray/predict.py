@@ -588,17 +588,26 @@ def _store_attrs(cfg: Config, source: ModelSource, cube_url: str, storage: Stora
     }
 
 
-def _resources(cfg: Config, source: ModelSource, n_days: int) -> tuple[bool, int, float]:
-    """(GPU actors, actors, CPUs per actor) for the connected cluster."""
+def _resources(cfg: Config, source: ModelSource, n_days: int,
+               progress: Callable[[str], None]) -> tuple[bool, int, float]:
+    """(GPU actors, actors, CPUs per actor). Waits until the cluster holds at least the actors asked
+    for (``predict.actors``; else one), so an autoscaling cluster starts them; then sizes the pool to
+    what is up."""
     from smray import raysupport as rs
 
     pc = cfg.predict
     gpus = rs.cluster_resource("GPU")
     torch_model = source.kind in ("cnn", "pixel")
-    use_gpu = torch_model and (gpus >= 1 if pc.use_gpu is None else bool(pc.use_gpu))
-    if use_gpu and gpus < 1:
-        raise SmrayError(f"predict.use_gpu: GPU actors asked for, the cluster has {gpus:g} GPUs")
-    cpus = rs.cluster_resource("CPU")
+    limits = rs.cluster_limits() or {}
+    use_gpu = torch_model and ((gpus >= 1 or limits.get("GPU", 0.0) >= 1) if pc.use_gpu is None
+                               else bool(pc.use_gpu))
+    want = max(1, min(pc.actors or 1, n_days))
+    unit = {"GPU": 1.0} if use_gpu else {"CPU": pc.actor_cpus}
+    unit.update(pc.task_resources or {})
+    have = rs.wait_for_resources({k: v * want for k, v in unit.items()}, bundles=[unit] * want,
+                                 what=f"{want} prediction actor(s)", field="predict.use_gpu" if use_gpu
+                                 else "predict.actors", timeout_s=cfg.ray.resource_timeout_s, progress=progress)
+    gpus, cpus = have.get("GPU", 0.0), have.get("CPU", 0.0)
     if pc.actors is not None:
         actors = pc.actors
     elif use_gpu:
@@ -714,7 +723,7 @@ def _run_ray(cfg: Config, ctx: PredictContext, pending: list[dt.date], summary: 
 
     started = init_ray(cfg.ray)
     try:
-        use_gpu, actors, actor_cpus = _resources(cfg, ctx.source, len(pending))
+        use_gpu, actors, actor_cpus = _resources(cfg, ctx.source, len(pending), progress)
         ctx = dataclasses.replace(ctx, use_gpu=use_gpu)
         summary.actors = actors
         progress(f"predict: {len(pending)} day(s) on {actors} {'GPU' if use_gpu else 'CPU'} actor(s) -> {ctx.out}")

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import os
+import time
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from smray.config import RayConfig
+from smray.errors import SmrayError
 
 #: Environment for runtimes smray starts itself: no token auth on local test clusters, no usage
 #: reporting, loopback only.
@@ -57,6 +60,14 @@ def init_ray(cfg: RayConfig | None = None) -> bool:
     return True
 
 
+def _started_here() -> bool:
+    """Whether the connected runtime is a local one this process started (no autoscaler behind it)."""
+    import ray
+
+    node = getattr(ray._private.worker, "_global_node", None)
+    return node is not None and bool(getattr(node, "head", False))
+
+
 def shutdown_ray(started: bool) -> None:
     import ray
 
@@ -106,16 +117,35 @@ def map_unordered(fn: Any, arg_tuples: Any, *, num_cpus: float = 1.0, max_in_fli
     import ray
 
     task = ray.remote(num_cpus=num_cpus, max_retries=max_retries)(fn)
-    limit = max_in_flight or max(1, 2 * int(ray.cluster_resources().get("CPU", 1)))
+    window = _Window(max_in_flight)
     pending: list[Any] = []
     for args in arg_tuples:
-        if len(pending) >= limit:
+        if len(pending) >= window.limit():
             done, pending = ray.wait(pending, num_returns=1)
             yield ray.get(done[0])
         pending.append(task.remote(*args))
     while pending:
         done, pending = ray.wait(pending, num_returns=1)
         yield ray.get(done[0])
+
+
+class _Window:
+    """Tasks in flight: ``fixed``, or twice the cluster's CPUs, looked at again at most once every
+    :data:`WINDOW_REFRESH_S` so the window grows with an autoscaling cluster (1 while it has none)."""
+
+    def __init__(self, fixed: int | None) -> None:
+        self.fixed, self._limit, self._at = fixed, 1, -WINDOW_REFRESH_S
+
+    def limit(self) -> int:
+        if self.fixed:
+            return self.fixed
+        now = time.monotonic()
+        if now - self._at >= WINDOW_REFRESH_S:
+            self._limit, self._at = max(1, 2 * int(cluster_resource("CPU"))), now
+        return self._limit
+
+
+WINDOW_REFRESH_S = 2.0
 
 
 def dataset_from_items(items: list[Any], num_blocks: int | None = None) -> Any:
@@ -209,6 +239,85 @@ def cluster_resource(name: str) -> float:
     import ray
 
     return float(ray.cluster_resources().get(name, 0.0))
+
+
+def cluster_resources() -> dict[str, float]:
+    """Total resources of the nodes that are up now."""
+    import ray
+
+    return {k: float(v) for k, v in ray.cluster_resources().items()}
+
+
+def cluster_limits() -> dict[str, float] | None:
+    """The most of each resource the cluster could ever have, from the node types an autoscaler
+    published (KubeRay and the v2 autoscaler do); None where Ray does not say (then only waiting tells)."""
+    import ray
+
+    try:
+        limits = ray._private.state.state.get_max_resources_from_cluster_config()
+    except Exception:  # noqa: BLE001 - a private API: absent or changed means "not known"
+        return None
+    return {k: float(v) for k, v in limits.items()} if limits else None
+
+
+def describe(resources: dict[str, float]) -> str:
+    return ", ".join(f"{resources.get(k, 0.0):g} {k}" for k in sorted(resources)) or "nothing"
+
+
+def refuse_impossible(need: dict[str, float], *, what: str, field: str, have: dict[str, float] | None = None) -> None:
+    """One-line SmrayError naming ``field`` when the cluster can never hold ``need``: a local runtime
+    this process started that lacks it, or node types (where Ray publishes them) that add up to less."""
+    have = cluster_resources() if have is None else have
+    if all(have.get(k, 0.0) + 1e-9 >= v for k, v in need.items()):
+        return
+    if _started_here():
+        raise SmrayError(f"{field}: {what} need {describe(need)}; the local Ray runtime this process "
+                         f"started has {describe({k: have.get(k, 0.0) for k in need})} and cannot grow")
+    limits = cluster_limits()
+    if limits is not None and any(limits.get(k, 0.0) + 1e-9 < v for k, v in need.items()):
+        raise SmrayError(f"{field}: {what} need {describe(need)}; the cluster's node types add up to at most "
+                         f"{describe({k: limits.get(k, 0.0) for k in need})}")
+
+
+def wait_for_resources(need: dict[str, float], *, what: str, timeout_s: float, field: str,
+                       bundles: Sequence[dict[str, float]] | None = None,
+                       progress: Callable[[str], None] = print, poll_s: float = 1.0,
+                       report_every_s: float = 10.0) -> dict[str, float]:
+    """Wait until the cluster's nodes add up to ``need`` (e.g. ``{"CPU": 1}``, ``{"GPU": 2}``), asking
+    an autoscaler for ``bundles`` (default: ``need`` as one bundle) meanwhile; returns the totals.
+
+    Work asks and the cluster brings it: on an autoscaling cluster whose workers scale from zero the
+    request starts nodes, and a progress line (``waiting for 2 GPU workers: 0/2 GPU up, 40 s``) is
+    given every ``report_every_s``. One-line SmrayError naming ``field`` at once when the cluster can
+    never hold ``need`` (a local runtime this process started, or node types that Ray publishes), else
+    after ``timeout_s``. The request is withdrawn when the wait ends, so idle nodes can go again; the
+    next stage asks anew."""
+    have = cluster_resources()
+    if all(have.get(k, 0.0) + 1e-9 >= v for k, v in need.items()):
+        return have
+    refuse_impossible(need, what=what, field=field, have=have)
+    from ray.autoscaler.sdk import request_resources
+
+    request_resources(bundles=[dict(b) for b in (bundles or [need])])
+    t0 = last = time.monotonic()
+    try:
+        while True:
+            time.sleep(poll_s)
+            have = cluster_resources()
+            if all(have.get(k, 0.0) + 1e-9 >= v for k, v in need.items()):
+                progress(f"ray: {what}: {describe({k: have.get(k, 0.0) for k in need})} up after "
+                         f"{time.monotonic() - t0:.0f} s")
+                return have
+            waited = time.monotonic() - t0
+            if waited >= timeout_s:
+                raise SmrayError(f"{field}: waited {waited:.0f} s for {what} ({describe(need)}); the cluster "
+                                 f"brought {describe({k: have.get(k, 0.0) for k in need})} (ray.resource_timeout_s)")
+            if time.monotonic() - last >= report_every_s:
+                last = time.monotonic()
+                up = ", ".join(f"{have.get(k, 0.0):g}/{v:g} {k}" for k, v in sorted(need.items()))
+                progress(f"waiting for {what}: {up} up, {waited:.0f} s")
+    finally:
+        request_resources(bundles=[])
 
 
 def select_columns(ds: Any, columns: list[str]) -> Any:

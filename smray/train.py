@@ -420,22 +420,28 @@ def _fail_once_from_env() -> tuple[int, str] | None:
     return int(epoch), marker
 
 
-def _resources(cfg: Config) -> tuple[bool, float]:
-    """(use GPU, CPUs per patch-reading task) for the cluster; SmrayError when the workers would leave
-    the readers no CPU (they would wait forever) or GPUs are asked for that the cluster lacks."""
+def _resources(cfg: Config, progress: Callable[[str], None]) -> tuple[bool, float]:
+    """(use GPU, CPUs per patch-reading task). Asks the cluster for the workers and the readers and
+    waits until they are up (an autoscaling cluster starts them; :func:`smray.raysupport.wait_for_resources`);
+    SmrayError when the workers would leave the readers no CPU (they would wait forever) or the cluster
+    can never hold them."""
     from smray import raysupport as rs
 
     tc = cfg.train
     gpus = rs.cluster_resource("GPU")
-    use_gpu = gpus >= 1 if tc.use_gpu is None else bool(tc.use_gpu)
-    if use_gpu and gpus < tc.workers:
-        raise SmrayError(f"train.use_gpu: {tc.workers} workers need {tc.workers} GPUs, the cluster has {gpus:g}")
-    cpus = rs.cluster_resource("CPU")
-    left = cpus - tc.workers * tc.cpus_per_worker
-    if left < MIN_READER_CPUS:
-        raise SmrayError(f"train.cpus_per_worker: {tc.workers} workers x {tc.cpus_per_worker:g} CPUs leave "
-                         f"{max(left, 0):g} of the cluster's {cpus:g} CPUs for reading patches (need "
-                         f"{MIN_READER_CPUS:g}); lower train.cpus_per_worker or train.workers, or raise ray.num_cpus")
+    limits = rs.cluster_limits() or {}
+    use_gpu = (gpus >= 1 or limits.get("GPU", 0.0) >= tc.workers) if tc.use_gpu is None else bool(tc.use_gpu)
+    workers = f"the train stage's {tc.workers} {'GPU' if use_gpu else 'CPU'} worker(s) and patch readers"
+    if use_gpu:
+        need = {"GPU": float(tc.workers), "CPU": tc.workers * tc.cpus_per_worker + MIN_READER_CPUS}
+        bundles = [{"GPU": 1.0, "CPU": tc.cpus_per_worker}] * tc.workers + [{"CPU": MIN_READER_CPUS}]
+    else:
+        need = {"CPU": tc.workers * tc.cpus_per_worker + MIN_READER_CPUS}
+        bundles = [{"CPU": tc.cpus_per_worker}] * tc.workers + [{"CPU": MIN_READER_CPUS}]
+    field = "train.use_gpu" if use_gpu else "train.cpus_per_worker"
+    have = rs.wait_for_resources(need, bundles=bundles, what=workers, field=field,
+                                 timeout_s=cfg.ray.resource_timeout_s, progress=progress)
+    left = have.get("CPU", 0.0) - tc.workers * tc.cpus_per_worker
     return use_gpu, min(1.0, left)
 
 
@@ -468,7 +474,7 @@ def run_training(cfg: Config, cube_url: str, train_start: dt.date | str, train_e
     try:
         from smray.patches import count_samples
 
-        use_gpu, reader_cpus = _resources(cfg) if kind != "svr" else (False, 1.0)
+        use_gpu, reader_cpus = _resources(cfg, progress) if kind != "svr" else (False, 1.0)
         counts = count_samples(cube_url, storage, dates, cfg.patches, cfg.qc.block)
         where = f"{cube_url}: training period {start}..{end}"
         n_train, n_val = check_sample_counts(counts, cfg.train.workers if kind != "svr" else 1, where)

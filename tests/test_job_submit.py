@@ -1,10 +1,15 @@
 """``ray job submit`` of the whole chain (pipelines/reprocess.py with cluster/configs/local.yaml)
-against a real local head started with ``ray start --head``: the job ships the repository as its
-working directory, its workers import smray from it, and it SUCCEEDS with a cube, a model, complete
-map stores and a report. The head is stopped by killing exactly the processes it started."""
+to an autoscaling cluster that starts from zero: a head with no CPUs started with
+``ray start --head --autoscaling-config cluster/fake-autoscaler.yaml`` (Ray's fake multi-node
+provider, which starts worker nodes as local processes when work asks for them). The job ships the
+repository as its working directory, its stages ask for what they need, the autoscaler brings the
+worker nodes, and the job SUCCEEDS with a model, complete map stores, a report and a cube equal to
+a single-node ingest of the same twin. The head (and the nodes its autoscaler started) is stopped by killing exactly
+the processes of its session."""
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import os
 import shutil
@@ -17,17 +22,21 @@ import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
+import numpy as np
 import psutil
 import pytest
+import yaml
 
 from smray import cube as cubemod
 from smray import mapstore
+from smray.testing import ingest_twin, write_config
 
 pytestmark = [pytest.mark.ray, pytest.mark.slow]
 
 REPO = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
 CONFIG = "cluster/configs/local.yaml"
+AUTOSCALER = REPO / "cluster/fake-autoscaler.yaml"
 #: what the job must not upload (the .gitignore keeps .venv and .smray out too; this says it again)
 EXCLUDES = [".git", ".venv", ".smray", ".pytest_cache", ".hypothesis"]
 
@@ -65,7 +74,7 @@ def stop_head(temp_dir: str) -> None:
             p.terminate()
         except psutil.NoSuchProcess:
             pass
-    _, alive = psutil.wait_procs(list(procs), timeout=15)
+    _, alive = psutil.wait_procs(list(procs), timeout=5)  # then SIGKILL: what is left holds no data
     for p in alive:
         try:
             p.kill()
@@ -79,18 +88,23 @@ def head() -> Iterator[dict]:
     temp_dir = tempfile.mkdtemp(prefix="rj", dir="/tmp")  # short: Ray's socket paths must stay < 108 chars
     gcs, dash, client, agent, agent_grpc, metrics, env_agent = free_ports(7)
     env = {**os.environ, "RAY_AUTH_MODE": "disabled", "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0",
-           "RAY_USAGE_STATS_ENABLED": "0", "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}"}
+           "RAY_USAGE_STATS_ENABLED": "0", "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}",
+           "RAY_FAKE_CLUSTER": "1", "AUTOSCALER_UPDATE_INTERVAL_S": "1"}
     env.pop("RAY_ADDRESS", None)
+    scaling = yaml.safe_load(AUTOSCALER.read_text())
+    scaling["provider"]["gcs_address"] = f"127.0.0.1:{gcs}"  # the head is not on 6379
+    scaling_file = Path(temp_dir) / "autoscaler.yaml"
+    scaling_file.write_text(yaml.safe_dump(scaling))
     cmd = [str(BIN / "ray"), "start", "--head", "--port", str(gcs), "--node-ip-address", "127.0.0.1",
            "--dashboard-host", "127.0.0.1", "--dashboard-port", str(dash), "--include-dashboard", "true",
            "--ray-client-server-port", str(client), "--dashboard-agent-listen-port", str(agent),
            "--dashboard-agent-grpc-port", str(agent_grpc), "--metrics-export-port", str(metrics),
-           "--runtime-env-agent-port", str(env_agent), "--num-cpus", "4", "--temp-dir", temp_dir,
-           "--disable-usage-stats"]
+           "--runtime-env-agent-port", str(env_agent), "--num-cpus", "0", "--temp-dir", temp_dir,
+           "--disable-usage-stats", "--autoscaling-config", str(scaling_file)]
     try:
         started = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=240)
         assert started.returncode == 0, started.stdout + started.stderr
-        yield {"address": f"http://127.0.0.1:{dash}", "env": env, "temp_dir": temp_dir}
+        yield {"address": f"http://127.0.0.1:{dash}", "env": env, "temp_dir": temp_dir, "gcs": f"127.0.0.1:{gcs}"}
     finally:
         stop_head(temp_dir)
         shutil.rmtree(temp_dir, ignore_errors=True)
@@ -127,9 +141,24 @@ def test_ray_job_submit_runs_the_whole_chain(head: dict, tmp_path: Path) -> None
     assert last and f"cube {root}/cube.zarr" in last[-1] and f"report {root}/report" in last[-1]
     for stage in ("twin", "ingest", "train:cnn", "predict:cnn", "predict:physical", "evaluate"):
         assert f"stage {stage}: running (" in logs
-    # the outputs are there and valid
+    # the head has no CPUs: the stages asked, and the autoscaler started worker nodes for them
+    assert "ray: the twin's day tasks: 2 CPU up after " in logs, logs[-3000:]
+    from ray.util.state import list_nodes
+
+    nodes = list_nodes(address=head["address"], detail=True)
+    workers = [n for n in nodes if not n.is_head_node]
+    assert workers, nodes
+    assert all(n.resources_total.get("CPU") == 2 for n in workers)  # the cpu_worker type of the config
+    assert [n for n in nodes if n.is_head_node][0].resources_total.get("CPU", 0) == 0
+    # the outputs are there and valid, and the cube equals a single-node run of the same settings
     census = cubemod.census(str(root / "cube.zarr"))
     assert census.complete and len(census.ok) == 3
+    single = tmp_path / "single.zarr"  # the job's twin ingested again on this machine's local runtime
+    ingest_twin(root / "twin", single, start=dt.date(2011, 7, 1), end=dt.date(2011, 7, 3),
+                config=write_config(tmp_path / "single.yaml", grid={"res": 2.0}))
+    a, b = cubemod.open_cube(str(root / "cube.zarr")), cubemod.open_cube(str(single))
+    for name in ("tb", "qc", "swvl1", "land_fraction"):
+        np.testing.assert_array_equal(a[name].values, b[name].values, err_msg=name)
     assert (root / "models/cnn/model.pt").exists()
     for kind in ("cnn", "physical"):
         mc = mapstore.census(str(root / "maps" / f"{kind}.zarr"))
@@ -140,6 +169,34 @@ def test_ray_job_submit_runs_the_whole_chain(head: dict, tmp_path: Path) -> None
     assert metrics["period"] == {"start": "2011-07-03", "end": "2011-07-03", "days": 1}
     for row in metrics["models"].values():
         assert row["n"] > 0 and {"r2", "rmse", "bias", "ubrmsd"} <= set(row)
+
+
+def test_what_the_cluster_never_brings_is_one_line_after_the_timeout(head: dict, tmp_path: Path) -> None:
+    """GPUs from a cluster whose only worker type has none: the stage asks, waits ray.resource_timeout_s
+    with progress lines, then ends in one line naming what was asked, what came and how long it waited."""
+    script = tmp_path / "ask.py"
+    script.write_text(
+        "import sys\n"
+        "from smray import raysupport as rs\n"
+        "from smray.config import RayConfig\n"
+        "from smray.errors import SmrayError\n"
+        f"rs.init_ray(RayConfig(address={head['gcs']!r}))\n"
+        "try:\n"
+        "    rs.wait_for_resources({'GPU': 2.0}, what=\"the train stage's 2 GPU worker(s)\", field='train.use_gpu',\n"
+        "                          timeout_s=4, poll_s=0.5, report_every_s=1.5)\n"
+        "except SmrayError as err:\n"
+        "    print('ERROR', err)\n"
+        "    sys.exit(2)\n")
+    env = {**head["env"], "PYTHONPATH": str(REPO)}
+    done = subprocess.run([sys.executable, str(script)], cwd=tmp_path, env=env, capture_output=True, text=True,
+                          timeout=120)
+    assert done.returncode == 2, done.stdout[-2000:] + done.stderr[-2000:]
+    lines = done.stdout.splitlines()
+    assert any(ln.startswith("waiting for the train stage's 2 GPU worker(s): 0/2 GPU up, ") for ln in lines), lines
+    err = [ln for ln in lines if ln.startswith("ERROR ")]
+    assert len(err) == 1 and err[0].startswith("ERROR train.use_gpu: waited ") and \
+        err[0].endswith("for the train stage's 2 GPU worker(s) (2 GPU); the cluster brought 0 GPU "
+                        "(ray.resource_timeout_s)"), err
 
 
 def test_the_head_is_stopped_by_its_own_processes_only(head: dict) -> None:

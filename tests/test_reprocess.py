@@ -226,8 +226,8 @@ def test_gpus_the_cluster_lacks_are_refused_before_any_work(chain: dict, tmp_pat
     cfg = load_config(chain_config(tmp_path / "gpu.yaml", new_root, paths={"root": str(new_root), "cube": str(root / "cube.zarr"), "train": {"end": "2011-07-02"}},
                                    reprocess={"stages": [stage], "models": ["cnn"]}, **{section: {"use_gpu": True}}))
     before = sorted(p.name for p in new_root.rglob("*"))
-    with pytest.raises(SmrayError, match=rf"^{section}\.use_gpu: true asks for .*GPU.*but the Ray cluster has "
-                                         r"4 CPU and 0 GPU$"):
+    with pytest.raises(SmrayError, match=rf"^{section}\.use_gpu: .* need 1 GPU; the local Ray runtime this process "
+                                         r"started has 0 GPU and cannot grow$"):
         run_reprocess(cfg, progress=Lines())
     assert sorted(p.name for p in new_root.rglob("*")) == before  # nothing written
 

@@ -100,21 +100,22 @@ def check_outputs(plan: Plan, storage: StorageConfig) -> None:
 
 
 def check_resources(cfg: Config, plan: Plan) -> None:
-    """GPUs asked for (``train.use_gpu`` / ``predict.use_gpu`` true) must exist in the connected
-    cluster; CPUs too. Ray must be initialised."""
+    """Refuse before any work what the cluster can never provide: GPUs asked for (``train.use_gpu`` /
+    ``predict.use_gpu`` true) on a local runtime without them or on a cluster none of whose node types
+    has them (where Ray publishes the node types). Resources that are merely not up yet are waited
+    for by each stage when it needs them (an autoscaling cluster starts from zero). Ray must be
+    initialised."""
     from smray import raysupport as rs
 
-    gpus, cpus = rs.cluster_resource("GPU"), rs.cluster_resource("CPU")
-    have = f"the Ray cluster has {cpus:g} CPU and {gpus:g} GPU"
     lay = plan.layout
-    if "train" in plan.stages and any(k != "svr" for k in lay.trainable) and cfg.train.use_gpu \
-            and gpus < cfg.train.workers:
-        raise SmrayError(f"train.use_gpu: true asks for {cfg.train.workers} GPU worker(s), but {have}")
-    if "predict" in plan.stages and any(k in ("cnn", "pixel") for k in lay.kinds) and cfg.predict.use_gpu \
-            and gpus < 1:
-        raise SmrayError(f"predict.use_gpu: true asks for GPU actors, but {have}")
-    if cpus < 1:
-        raise SmrayError(f"ray: {have}; the stages need at least one CPU")
+    asks = []
+    if "train" in plan.stages and any(k != "svr" for k in lay.trainable) and cfg.train.use_gpu:
+        asks.append(("train.use_gpu", f"the train stage's {cfg.train.workers} GPU worker(s)",
+                     {"GPU": float(cfg.train.workers)}))
+    if "predict" in plan.stages and any(k in ("cnn", "pixel") for k in lay.kinds) and cfg.predict.use_gpu:
+        asks.append(("predict.use_gpu", "GPU prediction actors", {"GPU": 1.0}))
+    for field_name, what, need in asks:
+        rs.refuse_impossible(need, what=what, field=field_name)
 
 
 @dataclass

@@ -60,10 +60,13 @@ class TwinStage(Stage):
 
     def run_unit(self, cfg: Config, lay: Layout, unit: str, storage: StorageConfig, st: StageState,
                  progress: Progress) -> Any:
+        from smray.raysupport import wait_for_resources
         from smray.synth.twin import generate_twin
 
         synth = dataclasses.replace(cfg.synth, overwrite=cfg.synth.overwrite or st.why == "forced")
         with ray_runtime(cfg.ray):
+            wait_for_resources({"CPU": 1.0}, what="the twin's day tasks", field="ray",
+                               timeout_s=cfg.ray.resource_timeout_s, progress=progress)
             result = generate_twin(dataclasses.replace(cfg, synth=synth), lay.need("twin"), progress=progress)
         progress(f"twin: wrote {result.days} days to {result.out} in {result.seconds:.0f} s")
         return result
