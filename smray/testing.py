@@ -100,12 +100,13 @@ def build_twin(out: Path | str, *, start: dt.date, days: int, res: float, seed: 
 
 def ingest_twin(twin: Path | str, out: Path | str, *, start: dt.date, end: dt.date, config: Path) -> int:
     """The ingest stage (``smray ingest``) of the twin's days ``start``..``end`` into the cube ``out``,
-    with the settings of the config file ``config``; 0 when it ran (a SmrayError otherwise)."""
+    with the settings of the config file ``config``, its progress printed as the command prints it; 0 when
+    it ran (a SmrayError otherwise)."""
     from smray.stages import ingest
 
     cfg = load_config(config, {"paths": {"tb": f"{twin}/amsr", "ref": f"{twin}/era_interim", "cube": str(out),
                                          "ingest": {"start": start.isoformat(), "end": end.isoformat()}}})
-    ingest.run(cfg, quiet)
+    ingest.run(cfg, print)
     return 0
 
 
