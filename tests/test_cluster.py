@@ -261,3 +261,45 @@ def test_no_credentials_in_cluster_files(mission) -> None:
     for pattern in CREDENTIAL_PATTERNS[:4]:  # the patterns do catch what they are for
         assert pattern.search("aws_access_key_id = x\naws_secret_access_key\naws_session_token\nAKIAABCDEFGHIJKLMNOP")
     assert CREDENTIAL_PATTERNS[4].search("storage:\n  s3:\n    secret: abc\n")
+
+
+def _lock_pin(name: str) -> str:
+    pins = dict(line.split("==", 1) for line in (REPO / "requirements.lock").read_text().splitlines()
+                if "==" in line and not line.startswith("#"))
+    return pins[name].strip()
+
+
+def test_dockerfile_builds_the_image_the_rayjob_names_from_the_pinned_ray(rayjob: dict[str, Any]) -> None:
+    """cluster/Dockerfile starts FROM the Ray image of the lock's Ray and the cluster files' Python, installs
+    the lock's torch version, and the RayJob's images carry the same Ray and Python in their tags."""
+    text = (REPO / "cluster/Dockerfile").read_text()
+    ray, torch = _lock_pin("ray"), _lock_pin("torch")
+    assert f"FROM rayproject/ray:{ray}-py311-${{VARIANT}}" in text
+    assert f"torch=={torch}" in text and f"torch=={torch.split('+')[0]}'" in text  # CPU build and CUDA build
+    assert "-c /tmp/constraints.txt" in text and "requirements.lock" in text
+    images = {c["image"] for c in _containers(rayjob)}
+    assert images and all(f"-ray{ray}-py311" in image for image in images), images
+    assert any(image.endswith("-gpu") for image in images)  # the GPU group: --build-arg VARIANT=gpu
+    assert "v1.3+" in (REPO / "cluster/kuberay-rayjob.yaml").read_text()  # backoffLimit and Ray 2.60
+
+
+def _containers(value: Any) -> list[dict[str, Any]]:
+    found = []
+    if isinstance(value, dict):
+        if "image" in value and "name" in value:
+            found.append(value)
+        for v in value.values():
+            found += _containers(v)
+    elif isinstance(value, list):
+        for v in value:
+            found += _containers(v)
+    return found
+
+
+def test_fake_autoscaler_file_is_an_autoscaling_cluster_from_zero() -> None:
+    cfg = load_yaml(REPO / "cluster/fake-autoscaler.yaml")
+    assert cfg["provider"]["type"] == "fake_multinode"
+    types = cfg["available_node_types"]
+    assert types[cfg["head_node_type"]]["resources"] == {"CPU": 0}
+    workers = [t for name, t in types.items() if name != cfg["head_node_type"]]
+    assert workers and all(t["min_workers"] == 0 and t["max_workers"] >= 1 for t in workers)
