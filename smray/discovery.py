@@ -9,7 +9,13 @@ Brightness temperatures come in one of two layouts:
 * JAXA L3 (``GW1AM2_20110701_01D_EQMA_L3SGT06LA2220220.h5``): one file per day, pass and band;
   the index maps ``(date, pass, band)`` → URL for the bands the cube uses (``06``, ``10``);
 * NSIDC AE_Land3 (``AMSR_E_L3_DailyLand_V06_20110701.hdf``): one file per day holding both passes;
-  the index maps ``date`` → URL.
+  the index maps ``date`` → URL;
+* NSIDC-0302 / NSIDC-0301 flat binary (``ID2r1-AMSRE-D.252011182A.v03.06H``,
+  ``ID2r3-AMSRE-ML2011182A.v03.06H``, each with a ``.TIM`` file per day and pass): one product,
+  ``nsidc_flat``, whose index maps ``(date, pass, channel)`` → URL for 06H 06V 10H 10V and TIM.
+  Each day uses one grid: the quarter-degree files when the day has any, else the global EASE
+  ("ML") files, so an archive may hold 0302 for some days and 0301 for others; polar EASE files
+  and the other channels are listed as not used.
 
 Reference files (ERA-Interim / ERA5 netCDF or GRIB) are named with a day (``…_20110701….nc``,
 one day) or a month (``ERA-Interim_swvl1_201107.nc``, every day of the month); the index maps
@@ -37,6 +43,7 @@ from dataclasses import dataclass, field
 
 from smray.errors import SmrayError
 from smray.formats.detect import PRODUCT_PATTERNS, basename
+from smray.formats.nsidc_flat import EASE as FLAT_EASE, QD as FLAT_QD, parse_flat_name
 from smray.storage import StorageConfig, filesystem, join
 
 #: Bands of the JAXA L3 files the cube uses (6.9 and 10.7 GHz), in cube channel order.
@@ -44,7 +51,11 @@ TB_BANDS: tuple[str, ...] = ("06", "10")
 PASSES: tuple[str, ...] = ("A", "D")
 JAXA = "jaxa_l3_tb"
 NSIDC = "nsidc_ae_land3"
-TB_PRODUCTS = (JAXA, NSIDC)
+NSIDC_FLAT = "nsidc_flat"
+TB_PRODUCTS = (JAXA, NSIDC, NSIDC_FLAT)
+#: Channels of the NSIDC-0301/0302 files the cube uses, plus the time file of each pass.
+FLAT_CHANNELS: tuple[str, ...] = ("06H", "06V", "10H", "10V")
+FLAT_KEYS: tuple[str, ...] = (*FLAT_CHANNELS, "TIM")
 
 _REF_EXT = r"\.(?:nc|nc4|grb|grib|grb1|grib1|grb2|grib2)$"
 #: The default reference name pattern: a stand-alone YYYYMMDD (one day) or YYYYMM (one month) in a
@@ -52,7 +63,8 @@ _REF_EXT = r"\.(?:nc|nc4|grb|grib|grb1|grib1|grb2|grib2)$"
 REF_PATTERN = (r"(?<!\d)(?:(?P<date>(?:19|20)\d\d(?:0[1-9]|1[0-2])(?:0[1-9]|[12]\d|3[01]))"
                r"|(?P<month>(?:19|20)\d\d(?:0[1-9]|1[0-2])))(?!\d).*" + _REF_EXT)
 #: Products whose names the default reference pattern must not take for reference files.
-OTHER_PRODUCTS = ("jaxa_l3_tb", "nsidc_ae_land3", "lprm_l3", "esa_cci_sm", "ismn_stm", "smray_twin_truth")
+OTHER_PRODUCTS = ("jaxa_l3_tb", "nsidc_ae_land3", "nsidc_0302", "nsidc_0301", "nsidc_ae_l2a", "lprm_l3", "esa_cci_sm",
+                  "ismn_stm", "smray_twin_truth")
 #: How many example names a report line shows.
 EXAMPLES = 3
 
@@ -96,8 +108,9 @@ class TbIndex:
             url = self.files.get(date)
             return {"*": {"*": url}} if url else {}
         out: dict[str, dict[str, str]] = {}
+        keys = FLAT_KEYS if self.product == NSIDC_FLAT else TB_BANDS
         for p in PASSES:
-            bands = {b: self.files[(date, p, b)] for b in TB_BANDS if (date, p, b) in self.files}
+            bands = {b: self.files[(date, p, b)] for b in keys if (date, p, b) in self.files}
             if bands:
                 out[p] = bands
         return out
@@ -110,13 +123,14 @@ class TbIndex:
     def incomplete_days(self, start: dt.date, end: dt.date) -> dict[dt.date, list[str]]:
         """JAXA L3: days in ``start..end`` with some but not all pass/band files → the missing
         ``"<pass> <band>"`` keys (e.g. ``["D 10"]``)."""
-        if self.product != JAXA:
+        if self.product not in (JAXA, NSIDC_FLAT):
             return {}
+        keys = FLAT_KEYS if self.product == NSIDC_FLAT else TB_BANDS
         out: dict[dt.date, list[str]] = {}
         have = self.dates()
         for d in _days(start, end):
             if d in have:
-                lost = [f"{p} {b}" for p in PASSES for b in TB_BANDS if (d, p, b) not in self.files]
+                lost = [f"{p} {b}" for p in PASSES for b in keys if (d, p, b) not in self.files]
                 if lost:
                     out[d] = lost
         return out
@@ -277,12 +291,21 @@ def index_tb(names: Iterable[str], pattern: str | None = None, *, url: str = "",
         rx = _compile(pattern, where)
         candidates = {_check_tb_pattern(rx, where): rx}
     else:
-        candidates = {p: re.compile(PRODUCT_PATTERNS[p]) for p in TB_PRODUCTS}
+        candidates = {p: re.compile(PRODUCT_PATTERNS[p]) for p in (JAXA, NSIDC)}
     found: dict[str, dict] = {p: {} for p in candidates}
     ignored: list[str] = []
     unrecognised: list[str] = []
+    flat: dict[dt.date, dict[str, list[tuple[tuple, str]]]] = {}
     for name in names:
         base = basename(name)
+        info = None if pattern else parse_flat_name(base)
+        if info is not None:
+            if info["area"] in ("ML", "D.25") and info["channel"] in FLAT_KEYS:
+                flat.setdefault(info["date"], {}).setdefault(info["product"], []).append(
+                    ((info["date"], info["pass_"], info["channel"]), name))
+            else:
+                ignored.append(name)
+            continue
         for product, rx in candidates.items():
             m = rx.search(base)
             if not m:
@@ -306,6 +329,14 @@ def index_tb(names: Iterable[str], pattern: str | None = None, *, url: str = "",
             break
         else:
             unrecognised.append(name)
+    for day, by_product in flat.items():  # one grid per day: quarter-degree when present, else EASE
+        use = FLAT_QD if FLAT_QD in by_product else FLAT_EASE
+        for sub, entries in by_product.items():
+            for key, name in entries:
+                if sub == use:
+                    found.setdefault(NSIDC_FLAT, {}).setdefault(key, []).append(name)
+                else:
+                    ignored.append(name)
     days = {p: {k[0] if isinstance(k, tuple) else k for k in f} for p, f in found.items()}
     product = max(found, key=lambda p: (len(days[p]), p == JAXA)) if any(found.values()) else None
     dups: list[Duplicate] = []

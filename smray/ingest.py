@@ -35,11 +35,12 @@ import numpy as np
 
 from smray import cube
 from smray.config import Config, IngestConfig, QCConfig, to_dict
-from smray.discovery import JAXA, NSIDC, RefIndex, TbIndex, discover_ref, discover_tb
+from smray.discovery import JAXA, NSIDC, NSIDC_FLAT, RefIndex, TbIndex, discover_ref, discover_tb
 from smray.errors import SmrayError
 from smray.formats.detect import basename, load_source
 from smray.formats.era import read_era_native, regrid_era
 from smray.formats.jaxa_l3 import aggregate_area, read_jaxa_l3_native
+from smray.formats.nsidc_flat import read_flat_native, read_time, time_filename, to_grid
 from smray.formats.nsidc_land3 import read_nsidc_land3
 from smray.grid import Grid
 from smray.preprocess import CHANNELS, PASSES, preprocess_day
@@ -61,7 +62,8 @@ REF_CACHE_FILES = 2
 @dataclass(frozen=True)
 class DayJob:
     """The files of one day, from discovery: ``tb``/``tb_previous`` are pass → band → URL for JAXA
-    L3 and ``{"*": {"*": url}}`` for AE_Land3 (both passes in one file); ``ref`` the reference URL."""
+    L3 (pass → channel or ``TIM`` → URL for NSIDC-0302/0301) and ``{"*": {"*": url}}`` for AE_Land3
+    (both passes in one file); ``ref`` the reference URL."""
 
     date: dt.date
     product: str
@@ -206,6 +208,41 @@ def _read_land3(url: str, grid: Grid, storage: StorageConfig) -> dict[str, np.nd
     return _TB_CACHE.get(("land3", url, _object_token(url, storage), grid), load)
 
 
+def _read_flat(url: str, grid: Grid, storage: StorageConfig) -> np.ndarray:
+    """float32 K on ``grid`` from one NSIDC-0302/0301 channel file (size and byte order checked)."""
+    def load() -> np.ndarray:
+        data, _ = load_source(url, storage)
+        values, info = read_flat_native(data, name=url)
+        return to_grid(values, info["product"], grid)
+
+    return _TB_CACHE.get(("flat", url, _object_token(url, storage), grid), load)
+
+
+def _read_flat_pass(bands: dict[str, str], grid: Grid, storage: StorageConfig, what: str
+                    ) -> tuple[np.ndarray, list[str]]:
+    """(4, nlat, nlon) K of one pass of NSIDC-0302/0301 channel files; its ``.TIM`` file must be
+    there and readable (a TB file without its time file is bad input). Missing channels are NaN."""
+    first = next(bands[c] for c in sorted(bands) if c != "TIM") if set(bands) - {"TIM"} else bands["TIM"]
+    tim = bands.get("TIM")
+    if tim is None:
+        raise DaySkip(f"{what} {basename(first)}: its time file {basename(time_filename(first))} is missing",
+                      [first])
+    stack = np.full((len(CHANNELS), *grid.shape), np.nan, dtype=np.float32)
+    used = []
+    for key, url in [("TIM", tim), *sorted((c, u) for c, u in bands.items() if c != "TIM")]:
+        try:
+            if key == "TIM":
+                read_time(load_source(url, storage)[0], name=url)
+            else:
+                stack[CHANNELS.index(key)] = _read_flat(url, grid, storage)
+        except Exception as err:  # noqa: BLE001 - every reader failure is bad input of the day
+            if is_transient(err):
+                raise
+            raise DaySkip(_problem(url, err, what), [url]) from None
+        used.append(url)
+    return stack, used
+
+
 def read_tb(files: dict[str, dict[str, str]], product: str, grid: Grid, storage: StorageConfig,
             what: str = "tb") -> tuple[dict[str, np.ndarray], list[str]]:
     """The TBs of one day: pass → float32 (4, nlat, nlon) K in :data:`CHANNELS` order (NaN = not
@@ -227,6 +264,10 @@ def read_tb(files: dict[str, dict[str, str]], product: str, grid: Grid, storage:
     for p in PASSES:
         bands = files.get(p, {})
         if not bands:
+            continue
+        if product == NSIDC_FLAT:
+            out[p], got = _read_flat_pass(bands, grid, storage, what)
+            used += got
             continue
         stack = np.full((len(CHANNELS), *grid.shape), np.nan, dtype=np.float32)
         for band, url in sorted(bands.items()):
@@ -428,7 +469,7 @@ def run_ingest(cfg: Config, tb_url: str, ref_url: str, out: str, start: dt.date,
 
     tb_index = discover_tb(tb_url, storage, cfg.ingest.tb_pattern)
     if not tb_index.files:
-        how = "ingest.tb_pattern" if cfg.ingest.tb_pattern else "JAXA L3 or AE_Land3 names"
+        how = "ingest.tb_pattern" if cfg.ingest.tb_pattern else "JAXA L3, AE_Land3 or NSIDC-0301/0302 names"
         raise SmrayError(f"paths.tb: no brightness-temperature files under {tb_url} "
                          f"({len(tb_index.unrecognised) + len(tb_index.ignored)} files listed, none usable by {how})")
     ref_index = discover_ref(ref_url, storage, cfg.ingest.ref_pattern)

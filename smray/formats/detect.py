@@ -7,6 +7,10 @@ product                    example name
 ========================  ===============================================================
 ``jaxa_l3_tb``             ``GW1AM2_20110701_01D_EQMA_L3SGT06LA2220220.h5``
 ``nsidc_ae_land3``         ``AMSR_E_L3_DailyLand_V06_20110701.hdf`` (also ``B04``)
+``nsidc_0302``             ``ID2r1-AMSRE-D.252011182A.v03.06H`` (and ``.TIM``; ``.gz`` allowed)
+``nsidc_0301``             ``ID2r3-AMSRE-ML2011182A.v03.06H`` (``ML`` global, ``NL``/``SL`` polar)
+``nsidc_ae_l2a``           ``AMSR_E_L2A_BrightnessTemperatures_V12_201110032238_D.hdf``
+``era_rda``                ``ei.oper.an.sfc.regn128sc.2011070100`` (NCAR RDA ds627.0, GRIB1, no extension)
 ``lprm_l3``                ``LPRM-AMSR_E_L3_A_SOILM3_V002_20110701.nc``
 ``esa_cci_sm``             ``ESACCI-SOILMOISTURE-L3S-SSMV-PASSIVE-20161230000000-fv04.2.nc``
 ``era_grib``               ``*.grb``, ``*.grib``, ``*.grib1``, ``*.grib2`` (or ``GRIB`` magic)
@@ -34,6 +38,12 @@ PRODUCT_PATTERNS: dict[str, str] = {
     "jaxa_l3_tb": (r"^(?P<sat>[A-Z0-9]+)_(?P<date>\d{8})_(?P<period>01D|01M)_EQM(?P<pass_>[AD])_"
                    r"L3SGT(?P<band>06|07|10|18|23|36|89)(?P<res>[HL])(?P<tail>[A-Z0-9]+)\.h5$"),
     "nsidc_ae_land3": r"^AMSR_E_L3_DailyLand_(?P<version>V\d\d|B\d\d)_(?P<date>\d{8})\.hdf$",
+    "nsidc_0302": (r"^ID2r1-AMSRE-D\.25(?P<year>\d{4})(?P<doy>\d{3})(?P<pass_>[AD])\.(?P<version>v\d\d)\."
+                   r"(?P<channel>(?:06|10|18|23|36|89)[HV]|TIM)(?:\.gz)?$"),
+    "nsidc_0301": (r"^ID2r(?P<rx>\d)-AMSRE-(?P<area>ML|NL|SL)(?P<year>\d{4})(?P<doy>\d{3})(?P<pass_>[AD])\."
+                   r"(?P<version>v\d\d)\.(?P<channel>(?:06|10|18|23|36|89)[HV]|TIM)(?:\.gz)?$"),
+    "nsidc_ae_l2a": r"^AMSR_E_L2A_BrightnessTemperatures_\w+?_(?P<date>\d{8})\d{4}_(?P<pass_>[AD])\.hdf$",
+    "era_rda": r"^ei\.oper\.an\.(?:sfc|pl|ml)\.regn128(?:sc|uv)\.(?P<date>\d{8})(?P<hour>\d\d)$",
     "lprm_l3": r"^LPRM-AMSR_?E_L3_(?P<pass_>[AD])_SOILM3_V\d{3}_(?P<date>\d{8})\d*\.nc4?$",
     "esa_cci_sm": r"^ESACCI-SOILMOISTURE-L3S-SSMV-(?P<kind>[A-Z]+)-(?P<date>\d{8})\d{6}-fv[\d.]+\.nc$",
     "era_grib": r"\.(grb|grib|grb1|grib1|grb2|grib2)$",
@@ -42,10 +52,7 @@ PRODUCT_PATTERNS: dict[str, str] = {
 }
 
 #: Other names that carry a pass letter or a date (used only by the parsers).
-_EXTRA_PASS_PATTERNS = (
-    r"^AMSR_E_L2A_BrightnessTemperatures_\w+?_(?P<date>\d{8})\d{4}_(?P<pass_>[AD])\.hdf$",
-    r"^ID2r1-AMSRE-D\.25(?P<year>\d{4})(?P<doy>\d{3})(?P<pass_>[AD])\.",
-)
+_EXTRA_PASS_PATTERNS: tuple[str, ...] = ()
 
 HDF5_MAGIC = b"\x89HDF\r\n\x1a\n"
 HDF4_MAGIC = b"\x0e\x03\x13\x01"

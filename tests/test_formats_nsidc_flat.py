@@ -1,0 +1,173 @@
+"""NSIDC-0302 / NSIDC-0301 flat binary files and EASE-Grid 1.0 geolocation (no Ray): real files
+written to disk in the documented layout, read back; real corrupt files (truncated, byte-swapped,
+wrong time file); names; the area-weighted EASE ↔ lat/lon regridding."""
+
+from __future__ import annotations
+
+import datetime as dt
+import gzip
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from smray.discovery import NSIDC_FLAT, index_tb
+from smray.errors import SmrayError
+from smray.formats import ease, nsidc_flat
+from smray.formats.detect import detect_product, parse_date, parse_pass
+from smray.formats.nsidc_land3 import ease_forward, ease_inverse
+from smray.grid import Grid
+
+DAY = dt.date(2005, 5, 15)  # day of year 135, the user guide's example
+
+
+# --------------------------------------------------------------------------------------------
+# Names (the user guide's own examples)
+# --------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("name, product, channel", [
+    ("ID2r1-AMSRE-D.252005135D.v01.89V", "nsidc_0302", "89V"),
+    ("ID2r3-AMSRE-SL2005135D.v01.89V", "nsidc_0301", "89V"),
+    ("ID2r3-AMSRE-SL2005135D.v01.TIM", "nsidc_0301", "TIM"),
+    ("ID2r3-AMSRE-ML2005135D.v01.06H.gz", "nsidc_0301", "06H"),
+    ("ID2r1-AMSRE-D.252005135D.v03.TIM", "nsidc_0302", "TIM"),
+])
+def test_user_guide_names(name: str, product: str, channel: str) -> None:
+    assert detect_product(name) == product
+    assert parse_date(name) == DAY and parse_pass(name) == "D"
+    info = nsidc_flat.parse_flat_name(name)
+    assert info is not None and info["product"] == product and info["channel"] == channel
+    assert nsidc_flat.flat_filename("nsidc_0302", DAY, "D", "89v", "v01") == "ID2r1-AMSRE-D.252005135D.v01.89V"
+    assert nsidc_flat.time_filename("a/ID2r3-AMSRE-ML2005135D.v01.06H.gz") == "a/ID2r3-AMSRE-ML2005135D.v01.TIM.gz"
+
+
+def test_other_archive_names_are_recognised() -> None:
+    assert detect_product("AMSR_E_L2A_BrightnessTemperatures_V12_201110032238_D.hdf") == "nsidc_ae_l2a"
+    assert detect_product("ei.oper.an.sfc.regn128sc.2011070106") == "era_rda"
+    assert parse_date("ei.oper.an.sfc.regn128sc.2011070106") == dt.date(2011, 7, 1)
+    assert nsidc_flat.parse_flat_name("ID2r1-AMSRE-D.252005366D.v01.06H") is None  # 2005 has 365 days
+
+
+def test_discovery_takes_one_grid_per_day_and_skips_polar_files() -> None:
+    names = []
+    for i, product in enumerate(("nsidc_0302", "nsidc_0301", "nsidc_0302")):
+        d = DAY + dt.timedelta(days=i)
+        for p in "AD":
+            names += [f"a/{nsidc_flat.flat_filename(product, d, p, c)}" for c in ("06H", "06V", "10H", "10V", "TIM")]
+    names += [f"a/{nsidc_flat.flat_filename('nsidc_0301', DAY, 'A', '06H')}",  # 0302 wins on day 1
+              "a/ID2r3-AMSRE-NL2005135A.v01.06H", "a/ID2r1-AMSRE-D.252005135A.v01.36V"]
+    ix = index_tb(names, url="a")
+    assert ix.product == NSIDC_FLAT and len(ix.files) == 30
+    assert set(ix.day(DAY)) == {"A", "D"} and ix.day(DAY)["A"]["06H"].endswith("ID2r1-AMSRE-D.252005135A.v03.06H")
+    assert ix.day(DAY + dt.timedelta(days=1))["D"]["TIM"].endswith("ID2r3-AMSRE-ML2005136D.v03.TIM")
+    assert len(ix.ignored) == 3 and not ix.unrecognised
+    del names[4]  # day 1, pass A: no .TIM
+    assert index_tb(names).incomplete_days(DAY, DAY) == {DAY: ["A TIM"]}
+
+
+# --------------------------------------------------------------------------------------------
+# EASE-Grid 1.0 geolocation (pyproj, EPSG:3410)
+# --------------------------------------------------------------------------------------------
+def test_ease_grid_geometry_matches_nsidc_definition() -> None:
+    assert ease.cell_size_m() == pytest.approx(25067.525, abs=0.01)  # NSIDC's nominal 25.067525 km
+    assert ease.lat_limit() == pytest.approx(86.72, abs=0.005)
+    row, col = ease.latlon_to_rowcol(np.array([0.0]), np.array([0.0]))
+    assert row[0] == pytest.approx(292.5) and col[0] == pytest.approx(691.0)  # map origin
+    lat, lon = ease.centres()
+    assert lat[0] > lat[-1] and lon[0] == pytest.approx(-180 + 180 / 1383)  # north first, 180°W first
+    # the AE_Land3 reader's closed-form EASE formulas agree with PROJ to well under a cell
+    lat_cf, _ = ease_inverse(np.arange(586), np.zeros(586))
+    assert np.abs(lat_cf - lat).max() < 1e-3
+    r, c = ease_forward(np.array([40.0, -33.9]), np.array([-105.0, 151.2]))
+    r2, c2 = ease.latlon_to_rowcol(np.array([40.0, -33.9]), np.array([-105.0, 151.2]))
+    np.testing.assert_allclose(np.r_[r, c], np.r_[r2, c2], atol=1e-3)
+
+
+def test_area_weighted_regridding() -> None:
+    const = np.full(ease.SHAPE, 250.0)
+    out = ease.ease_to_grid(const)
+    assert out.shape == (720, 1440)
+    inside = np.abs(Grid(0.25).lat) < 86.5
+    np.testing.assert_allclose(out[inside], 250.0, rtol=0, atol=1e-4)
+    assert np.isnan(out[~(np.abs(Grid(0.25).lat) < 86.75)]).all()  # beyond the EASE grid's edge
+    # a field linear in longitude is reproduced (area weights are exact in longitude)
+    _, lon = ease.centres()
+    got = ease.ease_to_grid(np.broadcast_to(lon, ease.SHAPE).copy(), Grid(1.0))
+    np.testing.assert_allclose(got[45], Grid(1.0).lon, atol=0.02)
+    # NaN carries no weight; less than half covered → NaN
+    half = const.copy()
+    half[:, :691] = np.nan
+    g = ease.ease_to_grid(half, Grid(1.0))
+    assert np.isnan(g[90, :179]).all() and np.isfinite(g[90, 181:]).all()
+    # a regional window is the global result cut
+    win = Grid(1.0).subset((0, 30, 20, 50))
+    np.testing.assert_array_equal(ease.ease_to_grid(const, win), ease.ease_to_grid(const, Grid(1.0))[win.window])
+
+
+# --------------------------------------------------------------------------------------------
+# Files
+# --------------------------------------------------------------------------------------------
+def _tb_field(shape: tuple[int, int]) -> np.ndarray:
+    rng = np.random.default_rng(1)
+    tb = rng.uniform(150, 300, size=shape)
+    tb[rng.random(shape) < 0.2] = np.nan  # swath gaps
+    return tb
+
+
+def test_quarter_degree_file_round_trip_and_orientation(tmp_path: Path) -> None:
+    tb = _tb_field(nsidc_flat.QD_SHAPE)
+    tb[4, 8] = 271.3  # a marker at 88.875°N, 177.875°W
+    path = tmp_path / nsidc_flat.flat_filename("nsidc_0302", DAY, "A", "06H")
+    path.write_bytes(nsidc_flat.encode_tb(tb))
+    assert path.stat().st_size == 720 * 1440 * 2
+    raw = np.fromfile(path, dtype="<u2").reshape(720, 1440)
+    assert raw[4, 8] == 2713 and (raw[np.isnan(tb)] == 0).all()  # tenths of K, 0 = no data
+    got = nsidc_flat.read_flat(path)
+    np.testing.assert_allclose(got, tb, rtol=0, atol=0.05 + 1e-4)
+    assert np.array_equal(np.isnan(got), np.isnan(tb))
+    g = Grid(0.25)
+    assert g.lat[4] == 88.875 and g.lon[8] == -177.875 and got[4, 8] == pytest.approx(271.3, abs=1e-4)
+    # gzip-delivered file reads the same; coarser cube grid = area mean
+    gz = tmp_path / (path.name + ".gz")
+    gz.write_bytes(gzip.compress(path.read_bytes()))
+    np.testing.assert_array_equal(nsidc_flat.read_flat(gz), got)
+    assert nsidc_flat.read_flat(path, Grid(1.0)).shape == (180, 360)
+
+
+def test_ease_file_round_trip(tmp_path: Path) -> None:
+    tb = _tb_field(ease.SHAPE)
+    path = tmp_path / nsidc_flat.flat_filename("nsidc_0301", DAY, "D", "10V")
+    path.write_bytes(nsidc_flat.encode_tb(tb))
+    assert path.stat().st_size == 1383 * 586 * 2
+    native, info = nsidc_flat.read_flat_native(path)
+    assert info["product"] == "nsidc_0301"
+    np.testing.assert_allclose(native, tb, rtol=0, atol=0.05 + 1e-4)
+    tim = tmp_path / nsidc_flat.flat_filename("nsidc_0301", DAY, "D", "TIM")
+    tim.write_bytes(nsidc_flat.encode_time(nsidc_flat.overpass_minutes("D", "nsidc_0301")))
+    assert nsidc_flat.read_time(tim).dtype == np.int16
+
+
+def test_corrupt_files_give_one_line_naming_the_file(tmp_path: Path) -> None:
+    tb = _tb_field(nsidc_flat.QD_SHAPE)
+    data = nsidc_flat.encode_tb(tb)
+    name = nsidc_flat.flat_filename("nsidc_0302", DAY, "A", "06H")
+    trunc = tmp_path / "t" / name
+    trunc.parent.mkdir()
+    trunc.write_bytes(data[:-1000])
+    with pytest.raises(SmrayError, match=rf"{name}: 2072600 bytes, expected 2073600 .*truncated") as err:
+        nsidc_flat.read_flat(trunc)
+    assert "\n" not in str(err.value)
+    swapped = tmp_path / "s" / name
+    swapped.parent.mkdir()
+    swapped.write_bytes(nsidc_flat.encode_tb(tb, byteorder=">"))
+    with pytest.raises(SmrayError, match=rf"{name}: 9\d% of the values are above 400 K.*wrong byte order"):
+        nsidc_flat.read_flat(swapped)
+    badgz = tmp_path / (name + ".gz")
+    badgz.write_bytes(gzip.compress(data)[:5000])
+    with pytest.raises(SmrayError, match=rf"{name}.gz: corrupt gzip file"):
+        nsidc_flat.read_flat(badgz)
+    with pytest.raises(SmrayError, match="a time file, not brightness temperatures"):
+        nsidc_flat.read_flat(data, name=nsidc_flat.flat_filename("nsidc_0302", DAY, "A", "TIM"))
+    with pytest.raises(SmrayError, match="not an NSIDC-0301/0302 file name"):
+        nsidc_flat.read_flat(data, name="tb.bin")
+    with pytest.raises(SmrayError, match="only the global grids"):
+        nsidc_flat.read_flat(data, name="ID2r3-AMSRE-NL2005135A.v01.06H")
