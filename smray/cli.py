@@ -60,7 +60,8 @@ def _progress() -> Callable[[str], None]:
 # Subcommands: each loads the config with its flags as overrides and runs one stage
 # --------------------------------------------------------------------------------------------
 SYNTH_FLAGS = {"out": "paths.twin", "start": "synth.start", "days": "synth.days", "seed": "synth.seed",
-               "spinup_days": "synth.spinup_days", "res": "grid.res", "bbox": "grid.bbox"}
+               "spinup_days": "synth.spinup_days", "tb_layout": "synth.tb_layout", "res": "grid.res",
+               "bbox": "grid.bbox"}
 
 
 def cmd_synth(args: argparse.Namespace) -> int:
@@ -238,6 +239,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"smray {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
+    from smray.synth.layouts import LAYOUTS
+
     p = sub.add_parser("synth", help="generate the AMSR-E / ERA-Interim twin archive",
                        description="Generate a physically based AMSR-E / ERA-Interim twin in the real products' "
                                    "file layouts (JAXA L3 TB HDF5, ERA-Interim netCDF) plus truth side files. "
@@ -251,6 +254,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--bbox", type=_bbox, help="region W,S,E,N in degrees; files keep the global shape")
     p.add_argument("--spinup-days", dest="spinup_days", type=int, help="model spin-up before --start (default 60)")
     p.add_argument("--overwrite", action="store_true", help="allow writing into an existing archive")
+    p.add_argument("--layout", dest="tb_layout", choices=LAYOUTS,
+                   help="TB file layout: JAXA L3 HDF5 (default), NSIDC-0302 quarter-degree or NSIDC-0301 "
+                        "EASE-Grid flat binary (synth.tb_layout)")
     p.add_argument("--config", help="YAML config file (command-line values override it)")
     p.set_defaults(func=cmd_synth)
 

@@ -55,6 +55,8 @@ class SynthConfig:
     overwrite: bool = False  #: allow writing into a non-empty archive root
     max_in_flight: int = 3  #: days being rendered/written at once (bounds memory)
     sensor: str = "AMSR-E"  #: sensor name written into the file attributes
+    #: TB file layout: jaxa_l3 (JAXA L3 HDF5), nsidc_0302 (quarter-degree flat), nsidc_0301 (EASE-Grid flat)
+    tb_layout: str = "jaxa_l3"
 
     def __post_init__(self) -> None:
         if self.days < 1:
@@ -63,6 +65,9 @@ class SynthConfig:
             raise SmrayError(f"synth.spinup_days: must be >= 0, got {self.spinup_days}")
         if self.max_in_flight < 1:
             raise SmrayError(f"synth.max_in_flight: must be >= 1, got {self.max_in_flight}")
+        from smray.synth.layouts import check_layout
+
+        check_layout(self.tb_layout)
 
 
 @dataclass(frozen=True)

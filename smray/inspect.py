@@ -38,6 +38,10 @@ from smray.serial import iso_time, json_safe
 DESCRIPTIONS = {
     "jaxa_l3_tb": "JAXA AMSR2/AMSR-E L3 daily brightness temperature (HDF5)",
     "nsidc_ae_land3": "NSIDC AMSR-E AE_Land3 daily land product (HDF-EOS2/HDF4, EASE-Grid 25 km)",
+    "nsidc_0302": "NSIDC-0302 AMSR-E daily quarter-degree gridded TB (flat binary, uint16 0.1 K, little-endian)",
+    "nsidc_0301": "NSIDC-0301 AMSR-E daily EASE-Grid 25 km TB (flat binary, uint16 0.1 K, little-endian)",
+    "nsidc_ae_l2a": "NSIDC AMSR-E AE_L2A resampled TB swath (HDF-EOS2/HDF4; listed, not read)",
+    "era_rda": "ERA-Interim analysis from NCAR RDA ds627.0 (GRIB1, one time per file)",
     "lprm_l3": "LPRM AMSR-E L3 daily soil moisture (netCDF)",
     "era_grib": "ERA-Interim/ERA5 soil water (GRIB)",
     "era_netcdf": "ERA-Interim/ERA5 soil water (netCDF)",
@@ -283,6 +287,41 @@ def _inspect_nsidc(data: bytes, name: str, url: str, storage: Any) -> dict[str, 
     return out
 
 
+def _inspect_nsidc_flat(data: bytes, name: str, url: str, storage: Any) -> dict[str, Any]:
+    from smray.formats import ease, nsidc_flat as nf
+
+    info = nf.parse_flat_name(name) or {}
+    shape = nf.native_shape(info.get("product", ""), info.get("area", ""))
+    if info.get("product") == nf.EASE:
+        lat_e, _ = ease.edges()
+        grid = {"kind": "EASE-Grid 1.0 global 25 km (EPSG:3410), cylindrical equal-area", "shape": list(shape),
+                "cell_km": round(ease.cell_size_m() / 1000, 6), "lat_range": [float(lat_e[0]), float(lat_e[-1])],
+                "lon_range": [-180.0, 180.0], "lat_order": "north first", "lon_convention": "-180..180",
+                "registration": "cell edges"}
+        how = "smray grid (area-weighted from EASE)"
+    else:
+        grid = {"kind": "regular lat/lon 0.25 deg (orientation assumed, unverified)", "shape": list(shape),
+                "lat_range": [90.0, -90.0], "lon_range": [-180.0, 180.0], "lat_order": "north first",
+                "lon_convention": "-180..180", "registration": "cell edges"}
+        how = "smray grid (as stored)"
+    out: dict[str, Any] = {"grid": grid, "channel": info.get("channel"), "version": info.get("version"),
+                           "read_as": {"kind": how, "shape": [720, 1440], "res_deg": 0.25, "lat_order": "north first",
+                                       "lon_convention": "-180..180"},
+                           "time": times_of([info["date"]]) if info.get("date") else {"steps": 0}, "notes": []}
+    if info.get("channel") == nf.TIME_EXT:
+        values = nf.read_time(data, name=name)
+        out["variables"] = [{"name": "time", "shape": list(shape), "dtype": "int16 (little-endian)"}]
+        out.update(main_variable="time", stats=value_stats(values, variable="time", units="raw int16"))
+        out["notes"].append("time file: raw int16 values (their unit is not verified against a real file)")
+        return out
+    values, _ = nf.read_flat_native(data, name=name)
+    var = f"tb_{info['channel'].lower()}"
+    out["variables"] = [{"name": var, "shape": list(shape), "dtype": "uint16 (little-endian)", "units": "0.1 K"}]
+    out.update(main_variable=var, stats=value_stats(values, variable=var, units="K"))
+    out["notes"].append("counts x 0.1 K; 0 = no data; needs its .TIM file beside it for ingest")
+    return out
+
+
 def _inspect_cci(data: bytes, name: str, url: str, storage: Any) -> dict[str, Any]:
     from smray.formats.cci import MODES, read_cci_sm, sensor_names
 
@@ -433,6 +472,10 @@ def _inspect_generic(data: bytes, name: str, url: str, storage: Any) -> dict[str
 INSPECTORS: dict[str, Inspector] = {
     "jaxa_l3_tb": _inspect_jaxa,
     "nsidc_ae_land3": _inspect_nsidc,
+    "nsidc_0302": _inspect_nsidc_flat,
+    "nsidc_0301": _inspect_nsidc_flat,
+    "nsidc_ae_l2a": _inspect_generic,
+    "era_rda": _inspect_era,
     "esa_cci_sm": _inspect_cci,
     "era_grib": _inspect_era,
     "era_netcdf": _inspect_era,

@@ -171,3 +171,29 @@ def test_corrupt_files_give_one_line_naming_the_file(tmp_path: Path) -> None:
         nsidc_flat.read_flat(data, name="tb.bin")
     with pytest.raises(SmrayError, match="only the global grids"):
         nsidc_flat.read_flat(data, name="ID2r3-AMSRE-NL2005135A.v01.06H")
+
+
+def test_inspect_describes_each_new_product(tmp_path: Path, capsys) -> None:
+    from smray.cli import main
+    from smray.inspect import inspect_url
+
+    qd = tmp_path / nsidc_flat.flat_filename("nsidc_0302", DAY, "A", "06H")
+    qd.write_bytes(nsidc_flat.encode_tb(np.full(nsidc_flat.QD_SHAPE, 231.4)))
+    ml = tmp_path / (nsidc_flat.flat_filename("nsidc_0301", DAY, "D", "10V") + ".gz")
+    ml.write_bytes(gzip.compress(nsidc_flat.encode_tb(np.full(ease.SHAPE, 250.0))))
+    tim = tmp_path / nsidc_flat.flat_filename("nsidc_0301", DAY, "D", "TIM")
+    tim.write_bytes(nsidc_flat.encode_time(nsidc_flat.overpass_minutes("D", "nsidc_0301")))
+    a = inspect_url(str(qd))
+    assert a["product"] == "nsidc_0302" and a["pass"] == "A" and a["date"] == "2005-05-15"
+    assert a["grid"]["shape"] == [720, 1440] and a["stats"]["mean"] == pytest.approx(231.4, abs=1e-3)
+    b = inspect_url(str(ml))
+    assert b["product"] == "nsidc_0301" and b["grid"]["shape"] == [586, 1383] and "EPSG:3410" in b["grid"]["kind"]
+    assert b["stats"]["mean"] == pytest.approx(250.0)
+    c = inspect_url(str(tim))
+    assert c["main_variable"] == "time" and "int16" in c["variables"][0]["dtype"]
+    assert main(["inspect", str(qd)]) == 0
+    assert "NSIDC-0302" in capsys.readouterr().out
+    qd.write_bytes(qd.read_bytes()[:100])
+    assert main(["inspect", str(qd)]) != 0
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and qd.name in err[0] and "truncated" in err[0]

@@ -46,8 +46,8 @@ def _json(info: dict) -> dict:
     ("SCAN_SCAN_AAMU-jtg_sm_0.050800_0.050800_Hydraprobe-Analog-(2.5-Volt)_20070101_20131231.stm",
      "ismn_stm", None, None),
     ("smray_twin_truth_20110701.nc", "smray_twin_truth", dt.date(2011, 7, 1), None),
-    ("AMSR_E_L2A_BrightnessTemperatures_V12_200207010054_A.hdf", "unknown", dt.date(2002, 7, 1), "A"),
-    ("ID2r1-AMSRE-D.252011182D.v03.06V", "unknown", dt.date(2011, 7, 1), "D"),
+    ("AMSR_E_L2A_BrightnessTemperatures_V12_200207010054_A.hdf", "nsidc_ae_l2a", dt.date(2002, 7, 1), "A"),
+    ("ID2r1-AMSRE-D.252011182D.v03.06V", "nsidc_0302", dt.date(2011, 7, 1), "D"),
     ("README.txt", "unknown", None, None),
 ])
 def test_names(name, product, day, pass_):

@@ -1,7 +1,7 @@
 """The twin stage: the AMSR-E / ERA-Interim twin archive at ``paths.twin`` (:mod:`smray.synth.twin`).
 
-Current when ``twin.json`` records the same grid and the same ``synth`` start, days, seed, spin-up
-and sensor. ``force`` overwrites the archive."""
+Current when ``twin.json`` records the same grid and the same ``synth`` start, days, seed, spin-up,
+sensor and TB layout (a manifest without ``tb_layout`` was written as JAXA L3). ``force`` overwrites the archive."""
 
 from __future__ import annotations
 
@@ -17,7 +17,9 @@ from smray.truth import MANIFEST
 
 NAME = "twin"
 #: the twin's settings a finished twin must share with the config (twin.json ``synth``)
-TWIN_KEYS = ("start", "days", "seed", "spinup_days", "sensor")
+TWIN_KEYS = ("start", "days", "seed", "spinup_days", "sensor", "tb_layout")
+#: what a key missing from an older manifest meant
+TWIN_DEFAULTS = {"tb_layout": "jaxa_l3"}
 
 
 class TwinStage(Stage):
@@ -32,7 +34,8 @@ class TwinStage(Stage):
         except (FileNotFoundError, SmrayError):
             return StageState(False, f"no {MANIFEST} in {twin}")
         want = to_dict(cfg.synth)
-        differ = [k for k in TWIN_KEYS if (manifest.get("synth") or {}).get(k) != want[k]]
+        have = {**TWIN_DEFAULTS, **(manifest.get("synth") or {})}
+        differ = [k for k in TWIN_KEYS if have.get(k) != want[k]]
         if manifest.get("grid") != cfg.grid.grid().to_dict():
             differ.append("grid")
         if differ:

@@ -3,6 +3,8 @@
 Layout under the archive root (the real products' layouts, formats.md):
 
 * ``amsr/YYYY/MM/GW1AM2_YYYYMMDD_01D_EQM{A,D}_L3SGT{06,10}LA2220220.h5`` — JAXA L3 daily TB HDF5
+  (``synth.tb_layout: jaxa_l3``), or NSIDC-0302 / NSIDC-0301 flat binary files under
+  ``amsr/YYYY/DDD/`` (``nsidc_0302`` / ``nsidc_0301``, :mod:`smray.synth.layouts`)
 * ``era_interim/YYYY/ERA-Interim_swvl1_YYYYMM.nc`` — monthly grib_to_netcdf netCDF, 4 analyses a day
 * ``truth/static.nc`` and ``truth/YYYY/MM/smray_twin_truth_YYYYMMDD.nc`` — the side files for scoring
 * ``twin.json`` — the manifest, written last (an archive without it is incomplete)
@@ -31,7 +33,7 @@ from smray.formats.era import write_era_netcdf
 from smray.formats.jaxa_l3 import jaxa_l3_filename, write_jaxa_l3
 from smray.grid import Grid
 from smray.storage import StorageConfig, check_reachable, filesystem, is_empty, join, resolve_storage, write_bytes
-from smray.synth import render, sensor
+from smray.synth import layouts, render, sensor
 from smray.synth.fields import StaticFields, build_static
 from smray.synth.model import PASSES, DayState, TwinModel
 from smray.truth import MANIFEST, STATIC_PATH, truth_path
@@ -202,15 +204,18 @@ class _Stepper:
 
 
 def _render_and_write(day: DayState, static: StaticFields, grid: Grid, seed: int, out: str,
-                      storage: StorageConfig, sensor_name: str) -> dict[str, Any]:
-    """Ray task: render one day and write its four TB files and its truth file."""
+                      storage: StorageConfig, sensor_name: str, tb_layout: str = "jaxa_l3") -> dict[str, Any]:
+    """Ray task: render one day and write its TB files (in ``tb_layout``) and its truth file."""
     t0 = time.perf_counter()
     rfi = sensor.rfi_sources(seed)
     tbs = render.render_day(day, static, grid, seed, rfi)
     fs, root = filesystem(out, storage)
     written = []
     fill_global = not grid.is_global
-    for pass_ in PASSES:
+    if tb_layout != "jaxa_l3":
+        written += layouts.write_flat_day(tb_layout, day.date, {p: tbs[p] for p in PASSES}, grid,
+                                          lambda path, data: write_bytes(fs, join(root, path), data))
+    for pass_ in (PASSES if tb_layout == "jaxa_l3" else ()):
         for band, code in render.BAND_CODES.items():
             tb_h, tb_v = tbs[pass_][f"{code}H"], tbs[pass_][f"{code}V"]
             if fill_global:
@@ -268,7 +273,8 @@ def generate_twin(cfg: Config, out: str, progress: Callable[[str], None] = print
     static_ref = stepper.static_fields.remote()
     # the stepper advances the soil-moisture model one day per call, in order; a day's rendering task
     # is submitted only when the bounded window has room, so at most max_in_flight days are in memory
-    days = ((stepper.next_day.remote(), static_ref, grid, syn.seed, out, storage, syn.sensor) for _ in dates)
+    days = ((stepper.next_day.remote(), static_ref, grid, syn.seed, out, storage, syn.sensor, syn.tb_layout)
+            for _ in dates)
     results: list[dict[str, Any]] = []
     for res in rs.map_unordered(_render_and_write, days, num_cpus=1, max_in_flight=syn.max_in_flight):
         results.append(res)
@@ -285,7 +291,9 @@ def generate_twin(cfg: Config, out: str, progress: Callable[[str], None] = print
         "product": PRODUCT, "smray_version": __version__,
         "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
         "synth": to_dict(syn), "grid": grid.to_dict(), "dates": [d.isoformat() for d in dates],
-        "layout": {"amsr": "amsr/YYYY/MM/GW1AM2_YYYYMMDD_01D_EQM{A,D}_L3SGT{06,10}LA2220220.h5",
+        "layout": {"amsr": ("amsr/YYYY/MM/GW1AM2_YYYYMMDD_01D_EQM{A,D}_L3SGT{06,10}LA2220220.h5"
+                            if syn.tb_layout == "jaxa_l3" else layouts.flat_path(syn.tb_layout, dates[0], "A", "06H")),
+                   "tb_layout": syn.tb_layout,
                    "era_interim": "era_interim/YYYY/ERA-Interim_swvl1_YYYYMM.nc",
                    "truth": "truth/YYYY/MM/smray_twin_truth_YYYYMMDD.nc", "static": STATIC_PATH},
         "files": files, "seconds": round(summary.seconds, 1),

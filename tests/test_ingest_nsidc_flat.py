@@ -1,0 +1,163 @@
+"""End to end for the NSIDC-0302 / NSIDC-0301 layouts: the twin writes each layout (`smray synth
+--layout`), `smray ingest` reads a *mixed* archive (0302 on some days, 0301 on another) into one
+cube, and real corrupt files (truncated, byte-swapped, a missing .TIM) skip only their day.
+
+Checks against the files decoded with plain numpy (uint16 little-endian tenths of K, 0 = no data):
+quarter-degree days equal the twin's TBs to the products' 0.1 K (the 2° twin cell is repeated on
+its 8 × 8 quarter-degree cells and averaged back: no regridding error); the EASE day went through
+two area-weighted regriddings (2° → EASE 25 km → 2°), and its tolerance is stated below.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from smray import cube
+from smray.cli import main
+from smray.config import QCConfig, StorageConfig
+from smray.discovery import NSIDC_FLAT, discover_ref, discover_tb
+from smray.formats.nsidc_flat import flat_filename
+from smray.grid import Grid, surface_fractions
+from smray.ingest import DayContext, ingest_day, make_job
+from smray.synth.layouts import flat_path
+
+START = dt.date(2011, 7, 1)
+DAYS = 3
+RES = 2.0
+GRID = Grid(RES)
+SEED = 5
+CHANNELS = ("06H", "06V", "10H", "10V")
+QC = QCConfig()
+#: EASE round trip (2° → 25 km EASE → 2°, both area-weighted), on cells observed in both: stated
+#: tolerance for the median, 90th and 99th percentile of |difference| in K. Measured (seed 5, day 2):
+#: 0.08 / 2.4 / 9.7 K. The 2° cell edges do not fall on EASE cell edges, so each 2° cell gets
+#: ~5-10 % of its neighbours' TB back (land/sea contrasts are ~100 K); the readers add no error.
+EASE_MEDIAN_K, EASE_P90_K, EASE_P99_K = 0.25, 3.0, 12.0
+
+
+def day(i: int) -> dt.date:
+    return START + dt.timedelta(days=i - 1)
+
+
+def synth(out: Path, layout: str) -> Path:
+    assert main(["synth", "--out", str(out), "--start", START.isoformat(), "--days", str(DAYS), "--res", str(RES),
+                 "--spinup-days", "3", "--seed", str(SEED), "--layout", layout]) == 0
+    return out
+
+
+def qd_tb(root: Path, date: dt.date, pass_: str) -> np.ndarray:
+    """(4, nlat, nlon) K of a quarter-degree twin pass-day decoded with numpy, on the 2° grid (the
+    twin repeats each 2° cell on 8 × 8 quarter-degree cells: take one of them)."""
+    out = np.full((4, *GRID.shape), np.nan, dtype=np.float32)
+    k = round(RES / 0.25)
+    for c, ch in enumerate(CHANNELS):
+        raw = np.fromfile(root / flat_path("nsidc_0302", date, pass_, ch), dtype="<u2").reshape(720, 1440)
+        out[c] = np.where(raw == 0, np.nan, raw / 10.0)[::k, ::k]
+    return out
+
+
+def valid(tb: np.ndarray) -> np.ndarray:
+    with np.errstate(invalid="ignore"):
+        return (np.isfinite(tb) & (tb >= QC.tb_min_k) & (tb <= QC.tb_max_k)).all(axis=0)
+
+
+@pytest.fixture(scope="module")
+def twins(tmp_path_factory, ray_local) -> dict[str, Path]:
+    root = tmp_path_factory.mktemp("flat")
+    return {layout: synth(root / layout, layout) for layout in ("nsidc_0302", "nsidc_0301")}
+
+
+@pytest.fixture(scope="module")
+def mixed(twins: dict[str, Path], tmp_path_factory) -> tuple[Path, Path]:
+    """Days 1 and 3 from the quarter-degree twin, day 2 from the EASE twin; one `smray ingest`."""
+    root = tmp_path_factory.mktemp("mixed")
+    for i, layout in ((1, "nsidc_0302"), (2, "nsidc_0301"), (3, "nsidc_0302")):
+        src = twins[layout] / flat_path(layout, day(i), "A", "06H")
+        shutil.copytree(src.parent, root / "amsr" / src.parent.relative_to(twins[layout] / "amsr"))
+    config = root / "ingest.yaml"
+    config.write_text(f"grid:\n  res: {RES}\n")
+    out = root / "cube.zarr"
+    assert main(["ingest", "--tb", str(root / "amsr"), "--ref", str(twins["nsidc_0302"] / "era_interim"),
+                 "--start", day(1).isoformat(), "--end", day(DAYS).isoformat(), "--out", str(out),
+                 "--config", str(config)]) == 0
+    return root, out
+
+
+@pytest.mark.ray
+@pytest.mark.slow
+def test_twin_writes_each_layout_with_real_names(twins: dict[str, Path]) -> None:
+    for layout, area in (("nsidc_0302", "D.25"), ("nsidc_0301", "ML")):
+        names = sorted(p.name for p in (twins[layout] / "amsr").rglob("ID2*"))
+        assert len(names) == DAYS * 2 * 5  # 4 channels + .TIM per day and pass
+        assert f"ID2r{'1' if area == 'D.25' else '3'}-AMSRE-{area}2011182A.v03.TIM" in names
+        ix = discover_tb(str(twins[layout] / "amsr"))
+        assert ix.product == NSIDC_FLAT and len(ix.files) == DAYS * 2 * 5 and not ix.unrecognised
+    # the two layouts hold the same twin (same seed): the EASE files are its area-weighted average
+    qd = np.fromfile(twins["nsidc_0302"] / flat_path("nsidc_0302", day(1), "D", "06V"), "<u2")
+    assert (qd == 0).mean() < 0.5 and 1500 < np.median(qd[qd > 0]) < 3200  # tenths of K
+
+
+@pytest.mark.ray
+@pytest.mark.slow
+def test_mixed_archive_gives_one_consistent_cube(twins: dict[str, Path], mixed: tuple[Path, Path]) -> None:
+    root, out = mixed
+    records = cube.day_records(str(out))
+    assert all(records[day(i)]["status"] == "ok" for i in range(1, DAYS + 1))
+    assert all("ID2r1-AMSRE-D.25" in f for i in (1, 3) for f in records[day(i)]["files"][:-1])
+    assert all("ID2r3-AMSRE-ML" in f for f in records[day(2)]["files"][:-1])
+    assert len(records[day(1)]["files"]) == 2 * 5 + 1  # channels + .TIM per pass, and the reference
+    for i in (1, 3):  # quarter-degree days: the twin's own TBs to the products' 0.1 K
+        got = cube.read_day(str(out), None, day(i))["tb"]
+        for p, pass_ in enumerate("AD"):
+            src = qd_tb(twins["nsidc_0302"], day(i), pass_)
+            ok = valid(src)
+            assert ok.mean() > 0.4
+            np.testing.assert_allclose(got[p][:, ok], src[:, ok], rtol=0, atol=1e-4)
+    got = cube.read_day(str(out), None, day(2))["tb"]  # EASE day vs the same twin's quarter-degree files
+    diffs = []
+    for p, pass_ in enumerate("AD"):
+        src = qd_tb(twins["nsidc_0302"], day(2), pass_)
+        ok = valid(src) & np.isfinite(got[p]).all(axis=0)
+        assert ok.sum() > 0.8 * valid(src).sum()  # the round trip keeps almost every observed cell
+        diffs.append(np.abs(got[p][:, ok] - src[:, ok]).ravel())
+    d = np.concatenate(diffs)
+    q = np.percentile(d, [50, 90, 99])
+    assert q[0] < EASE_MEDIAN_K and q[1] < EASE_P90_K and q[2] < EASE_P99_K, q
+
+
+@pytest.mark.ray
+@pytest.mark.slow
+def test_corrupt_flat_files_skip_only_their_day(twins: dict[str, Path], tmp_path: Path) -> None:
+    """Real corrupt files in a copy of the quarter-degree archive: each skips its day with one line
+    naming the file, the record keeps it, and the other days are written."""
+    arch = tmp_path / "amsr"
+    shutil.copytree(twins["nsidc_0302"] / "amsr", arch)
+    trunc = arch / flat_path("nsidc_0302", day(1), "A", "10V")[5:]
+    trunc.write_bytes(trunc.read_bytes()[:-2])
+    swapped = arch / flat_path("nsidc_0302", day(2), "D", "06H")[5:]
+    swapped.write_bytes(np.fromfile(swapped, "<u2").astype(">u2").tobytes())
+    (arch / flat_path("nsidc_0302", day(3), "A", "TIM")[5:]).unlink()
+    out = str(tmp_path / "c.zarr")
+    cube.create_or_extend(out, None, GRID, day(1), day(DAYS), surface_fractions(GRID)["land"])
+    ctx = DayContext(out, StorageConfig(), GRID, QCConfig(composite_days=1))
+    tb, ref = discover_tb(str(arch)), discover_ref(str(twins["nsidc_0302"] / "era_interim"))
+    assert tb.incomplete_days(day(1), day(DAYS)) == {day(3): ["A TIM"]}
+    res = {i: ingest_day(make_job(day(i), tb, ref, composite_days=1), ctx) for i in range(1, DAYS + 1)}
+    expect = {1: (flat_filename("nsidc_0302", day(1), "A", "10V"), "truncated"),
+              2: (flat_filename("nsidc_0302", day(2), "D", "06H"), "wrong byte order"),
+              3: (flat_filename("nsidc_0302", day(3), "A", "06H"),
+                  f"its time file {flat_filename('nsidc_0302', day(3), 'A', 'TIM')} is missing")}
+    records = cube.day_records(out)
+    for i, (name, why) in expect.items():
+        assert res[i]["status"] == "skipped" and name in res[i]["reason"] and why in res[i]["reason"], res[i]
+        assert "\n" not in res[i]["reason"]
+        assert records[day(i)]["status"] == "skipped" and name in records[day(i)]["reason"]
+    # fixing the files and re-running writes the days; nothing of the earlier state is lost
+    shutil.copy(twins["nsidc_0302"] / flat_path("nsidc_0302", day(1), "A", "10V"), trunc)
+    assert ingest_day(make_job(day(1), discover_tb(str(arch)), ref, composite_days=1), ctx)["status"] == "ok"
+    assert cube.day_records(out)[day(2)]["status"] == "skipped"
