@@ -18,8 +18,12 @@ Brightness temperatures come in one of two layouts:
   and the other channels are listed as not used.
 
 Reference files (ERA-Interim / ERA5 netCDF or GRIB) are named with a day (``…_20110701….nc``,
-one day) or a month (``ERA-Interim_swvl1_201107.nc``, every day of the month); the index maps
-``date`` → URL, and a daily file wins over a monthly one for its day. Names of the other products
+``…_2011-07-01.grib``, one day) or a month (``ERA-Interim_swvl1_201107.nc``, ``era5_2011_07.nc``,
+every day of the month); the index maps ``date`` → URL, and a daily file wins over a monthly one
+for its day. NCAR RDA ERA-Interim analyses (``ei.oper.an.sfc.regn128sc.2011070100``, GRIB1 without
+extension, one analysis time per file) are grouped by day: ``parts`` lists a day's files and
+ingest averages them. User-named MARS/CDS files need a date in the name (or
+``ingest.ref_pattern``); a dateless CDS download name (``download.grib``) is not indexed. Names of the other products
 (AMSR TBs, LPRM, ESA CCI, ISMN, the twin's truth files) are never taken for reference files.
 
 Pattern overrides (``ingest.tb_pattern`` / ``ingest.ref_pattern``) are regular expressions searched
@@ -60,8 +64,13 @@ FLAT_KEYS: tuple[str, ...] = (*FLAT_CHANNELS, "TIM")
 _REF_EXT = r"\.(?:nc|nc4|grb|grib|grb1|grib1|grb2|grib2)$"
 #: The default reference name pattern: a stand-alone YYYYMMDD (one day) or YYYYMM (one month) in a
 #: netCDF/GRIB name (ERA-Interim_swvl1_201107.nc, ERA-Interim_OPER_0001_AN_20000101_0000.grb, ...).
-REF_PATTERN = (r"(?<!\d)(?:(?P<date>(?:19|20)\d\d(?:0[1-9]|1[0-2])(?:0[1-9]|[12]\d|3[01]))"
-               r"|(?P<month>(?:19|20)\d\d(?:0[1-9]|1[0-2])))(?!\d).*" + _REF_EXT)
+#: Dates may be written with - or _ between the parts (user-named MARS/CDS retrievals such as
+#: era5_swvl1_2011-07.nc or erai_2011_07_01.grib).
+REF_PATTERN = (r"(?<!\d)(?P<year>(?:19|20)\d\d)(?P<sep>[-_]?)(?P<month>0[1-9]|1[0-2])"
+               r"(?:(?P=sep)(?P<day>0[1-9]|[12]\d|3[01]))?(?!\d).*" + _REF_EXT)
+#: NCAR RDA ERA-Interim (ds627.0) surface analyses: GRIB1, no extension, one analysis time per
+#: file (``ei.oper.an.sfc.regn128sc.YYYYMMDDHH``); a day's files are averaged into its daily mean.
+RDA_PATTERN = PRODUCT_PATTERNS["era_rda"]
 #: Products whose names the default reference pattern must not take for reference files.
 OTHER_PRODUCTS = ("jaxa_l3_tb", "nsidc_ae_land3", "nsidc_0302", "nsidc_0301", "nsidc_ae_l2a", "lprm_l3", "esa_cci_sm",
                   "ismn_stm", "smray_twin_truth")
@@ -153,11 +162,14 @@ class TbIndex:
 @dataclass
 class RefIndex:
     """The reference files of an archive: ``files`` maps date → URL (a monthly file is listed for
-    every day of its month); ``monthly`` are the URLs that hold a whole month."""
+    every day of its month); ``monthly`` are the URLs that hold a whole month; ``parts`` maps the
+    days assembled from one-analysis files (NCAR RDA) → all of that day's files (``files`` holds
+    the first of them)."""
 
     url: str
     files: dict[dt.date, str] = field(default_factory=dict)
     monthly: set[str] = field(default_factory=set)
+    parts: dict[dt.date, tuple[str, ...]] = field(default_factory=dict)
     duplicates: list[Duplicate] = field(default_factory=list)
     unrecognised: list[str] = field(default_factory=list)
     ignored: list[str] = field(default_factory=list)
@@ -363,11 +375,17 @@ def index_ref(names: Iterable[str], pattern: str | None = None, *, url: str = ""
     others = [] if pattern else [re.compile(PRODUCT_PATTERNS[p]) for p in OTHER_PRODUCTS]
     daily: dict[dt.date, list[str]] = {}
     monthly: dict[tuple[int, int], list[str]] = {}
+    analyses: dict[dt.date, list[str]] = {}
     unrecognised: list[str] = []
     ignored: list[str] = []
+    rda = None if pattern else re.compile(RDA_PATTERN)
     for name in names:
         if any(o.search(basename(name)) for o in others):
             ignored.append(name)
+            continue
+        m = rda.search(basename(name)) if rda else None
+        if m and _day_from(m.groupdict()):
+            analyses.setdefault(_day_from(m.groupdict()), []).append(name)  # type: ignore[arg-type]
             continue
         m = rx.search(basename(name))
         g = m.groupdict() if m else {}
@@ -392,9 +410,16 @@ def index_ref(names: Iterable[str], pattern: str | None = None, *, url: str = ""
         if day in files:
             dups.append(Duplicate(day.isoformat(), chosen, (files[day],)))
         files[day] = chosen
+    parts: dict[dt.date, tuple[str, ...]] = {}
+    for day, urls in sorted(analyses.items()):
+        if day in files:  # a daily or monthly file covers the day: it wins
+            dups.append(Duplicate(day.isoformat(), files[day], tuple(sorted(urls))))
+            continue
+        parts[day] = tuple(sorted(set(urls)))
+        files[day] = parts[day][0]
     used = set(files.values())
-    return RefIndex(url=url, files=files, monthly=kept_monthly & used, duplicates=dups, unrecognised=unrecognised,
-                    ignored=ignored)
+    return RefIndex(url=url, files=files, monthly=kept_monthly & used, parts=parts, duplicates=dups,
+                    unrecognised=unrecognised, ignored=ignored)
 
 
 # --------------------------------------------------------------------------------------------

@@ -70,16 +70,18 @@ class DayJob:
     tb: dict[str, dict[str, str]]
     tb_previous: dict[str, dict[str, str]]
     ref: str | None
+    #: all reference files of the day when it is assembled from one-analysis files (NCAR RDA)
+    ref_parts: tuple[str, ...] = ()
 
     def to_json(self) -> str:
         return json.dumps({"date": self.date.isoformat(), "product": self.product, "tb": self.tb,
-                           "tb_previous": self.tb_previous, "ref": self.ref})
+                           "tb_previous": self.tb_previous, "ref": self.ref, "ref_parts": list(self.ref_parts)})
 
     @classmethod
     def from_json(cls, text: str) -> DayJob:
         d = json.loads(text)
         return cls(date=dt.date.fromisoformat(d["date"]), product=d["product"], tb=d["tb"],
-                   tb_previous=d["tb_previous"], ref=d["ref"])
+                   tb_previous=d["tb_previous"], ref=d["ref"], ref_parts=tuple(d.get("ref_parts", ())))
 
 
 @dataclass(frozen=True)
@@ -95,7 +97,8 @@ class DayContext:
 def make_job(date: dt.date, tb: TbIndex, ref: RefIndex, composite_days: int = 2) -> DayJob:
     """The :class:`DayJob` of ``date``: its TB files, the day before's (when compositing) and the reference."""
     prev = tb.day(date - dt.timedelta(days=1)) if composite_days == 2 else {}
-    return DayJob(date=date, product=tb.product or JAXA, tb=tb.day(date), tb_previous=prev, ref=ref.files.get(date))
+    return DayJob(date=date, product=tb.product or JAXA, tb=tb.day(date), tb_previous=prev, ref=ref.files.get(date),
+                  ref_parts=ref.parts.get(date, ()))
 
 
 class DaySkip(Exception):
@@ -352,8 +355,16 @@ def load_day(job: DayJob, grid: Grid, storage: StorageConfig) -> DayInputs:
         raise DaySkip(f"tb: no observed pixel in the day's files ({', '.join(basename(f) for f in files)})", files)
     if not job.ref:
         raise DaySkip(f"ref: no reference file covers {job.date}")
-    swvl1, stl1 = read_reference(job.ref, job.date, grid, storage)
     notes = []
+    if job.ref_parts:  # one analysis per file: the daily mean is the mean of the day's files
+        got = [read_reference(u, job.date, grid, storage) for u in job.ref_parts]
+        swvl1 = np.mean([s for s, _ in got], axis=0).astype(np.float32)
+        stl1 = (np.mean([t for _, t in got], axis=0).astype(np.float32)
+                if all(t is not None for _, t in got) else None)
+        if len(got) < 4:
+            notes.append(f"ref: {len(got)} analysis file(s) for {job.date}, daily mean of those")
+    else:
+        swvl1, stl1 = read_reference(job.ref, job.date, grid, storage)
     if job.product == JAXA:
         lost = [f"{p} {b}" for p in PASSES for b in BAND_CHANNELS if b not in job.tb.get(p, {})]
         if lost:
@@ -373,7 +384,7 @@ def load_day(job: DayJob, grid: Grid, storage: StorageConfig) -> DayInputs:
         previous.update(got)
         prev_files += used
     return DayInputs(tb_today=tb_today, tb_previous=previous or None, swvl1=swvl1, stl1=stl1,
-                     files=[*files, job.ref], previous_files=prev_files, notes=notes)
+                     files=[*files, *(job.ref_parts or [job.ref])], previous_files=prev_files, notes=notes)
 
 
 def ingest_day(job: DayJob, ctx: DayContext) -> dict[str, Any]:
