@@ -197,3 +197,24 @@ def test_inspect_describes_each_new_product(tmp_path: Path, capsys) -> None:
     assert main(["inspect", str(qd)]) != 0
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and qd.name in err[0] and "truncated" in err[0]
+
+
+
+def test_proj_works_after_eccodes_in_a_fresh_process(real_data: Path) -> None:
+    """Importing smray loads PROJ before anything loads ecCodes: with the pinned wheels, ecCodes
+    first (any xarray open, through cfgrib's entry point, or a GRIB read) made the first EASE-Grid
+    transform abort the interpreter (std::bad_alloc). A fresh interpreter reads a real netCDF and a
+    real GRIB file, then geolocates on the EASE grid."""
+    import subprocess
+    import sys
+
+    code = ("import smray, xarray as xr, sys\n"
+            "from smray.formats.era import read_era_native\n"
+            f"xr.open_dataset({str(real_data / 'era5' / 'example_downloaded_raw.nc')!r}).close()\n"
+            f"read_era_native({str(real_data / 'era_interim' / 'example_downloaded_raw.grb')!r})\n"
+            "assert 'eccodes' in sys.modules\n"
+            "from smray.formats import ease\n"
+            "print(round(ease.cell_size_m(), 3))\n")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.strip() == "25067.526"
