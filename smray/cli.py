@@ -256,7 +256,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--overwrite", action="store_true", help="allow writing into an existing archive")
     p.add_argument("--layout", dest="tb_layout", choices=LAYOUTS,
                    help="TB file layout: JAXA L3 HDF5 (default), NSIDC-0302 quarter-degree or NSIDC-0301 "
-                        "EASE-Grid flat binary (synth.tb_layout)")
+                        "EASE-Grid flat binary, or NSIDC AE_Land3 HDF4 with the ocean filled (synth.tb_layout)")
     p.add_argument("--config", help="YAML config file (command-line values override it)")
     p.set_defaults(func=cmd_synth)
 

@@ -55,7 +55,8 @@ class SynthConfig:
     overwrite: bool = False  #: allow writing into a non-empty archive root
     max_in_flight: int = 3  #: days being rendered/written at once (bounds memory)
     sensor: str = "AMSR-E"  #: sensor name written into the file attributes
-    #: TB file layout: jaxa_l3 (JAXA L3 HDF5), nsidc_0302 (quarter-degree flat), nsidc_0301 (EASE-Grid flat)
+    #: TB file layout: jaxa_l3 (JAXA L3 HDF5), nsidc_0302 (quarter-degree flat), nsidc_0301 (EASE-Grid flat),
+    #: nsidc_ae_land3 (AE_Land3 HDF4, land only: ocean and lakes filled)
     tb_layout: str = "jaxa_l3"
 
     def __post_init__(self) -> None:
@@ -84,6 +85,9 @@ class RayConfig:
             raise SmrayError(f"ray.resource_timeout_s: must be > 0, got {self.resource_timeout_s}")
 
 
+WATER_FILL = ("land_only", "always", "never")  #: qc.water_fill choices
+
+
 @dataclass(frozen=True)
 class QCConfig:
     """Per-day screening and compositing of brightness temperatures (smray.preprocess)."""
@@ -99,6 +103,11 @@ class QCConfig:
     composite_days: int = 2  #: days registered per pass: 1 (the day only) or 2 (fill gaps from the day before)
     block: tuple[str, ...] = ("no_observation", "tb_out_of_range", "rfi_strong", "frozen_or_snow",
                               "open_water", "reference_missing", "day_missing")  #: flags that exclude a pixel
+    #: coastal rule (smray.preprocess.fill_water): cells without a TB and below coastal_land_fraction take
+    #: the nearest observed land cell's TBs, flagged water_filled (context only, they stay no_observation):
+    #: "land_only" (for land-only products, AE_Land3), "always", "never"
+    water_fill: str = "land_only"
+    water_fill_cells: float = 6.0  #: farthest nearest-land cell a water cell is filled from, in cells
 
     def __post_init__(self) -> None:
         from smray.qc import FLAGS
@@ -110,6 +119,10 @@ class QCConfig:
                 raise SmrayError(f"qc.block: unknown flag {name!r} (known: {', '.join(FLAGS)})")
         if not self.tb_min_k < self.tb_max_k:
             raise SmrayError("qc.tb_min_k: must be below qc.tb_max_k")
+        if self.water_fill not in WATER_FILL:
+            raise SmrayError(f"qc.water_fill: must be one of {', '.join(WATER_FILL)}, got {self.water_fill!r}")
+        if not self.water_fill_cells >= 0:
+            raise SmrayError(f"qc.water_fill_cells: must be >= 0, got {self.water_fill_cells}")
 
 
 def check_custom_resources(resources: dict[str, float], where: str) -> None:

@@ -43,7 +43,7 @@ from smray.formats.jaxa_l3 import aggregate_area, read_jaxa_l3_native
 from smray.formats.nsidc_flat import read_flat_native, read_time, time_filename, to_grid
 from smray.formats.nsidc_land3 import read_nsidc_land3
 from smray.grid import Grid
-from smray.preprocess import CHANNELS, PASSES, preprocess_day
+from smray.preprocess import CHANNELS, PASSES, fill_water, preprocess_day
 from smray.qc import FLAGS
 from smray.storage import StorageConfig, check_reachable, filesystem, is_transient, local_path, resolve_storage
 
@@ -397,15 +397,18 @@ def ingest_day(job: DayJob, ctx: DayContext) -> dict[str, Any]:
     except DaySkip as skip:
         cube.skip_day(ctx.cube, ctx.storage, job.date, skip.reason, skip.files)
         return _result(job.date, "skipped", skip.reason, skip.files, 0.0, 0.0, t0)
-    tb, qc = preprocess_day(inputs.tb_today, inputs.tb_previous, inputs.swvl1, inputs.stl1,
-                            _land_fraction(ctx), ctx.qc)
-    observed = float(np.isfinite(tb[:, 0]).mean())
+    land = _land_fraction(ctx)
+    tb, qc = preprocess_day(inputs.tb_today, inputs.tb_previous, inputs.swvl1, inputs.stl1, land, ctx.qc)
+    observed = float(np.isfinite(tb[:, 0]).mean())  # before the coastal rule: what the files hold
+    extra: dict[str, Any] = {}
+    if fills_water(ctx.qc, job.product):  # the coastal rule: a land-only product's water from the nearest land
+        tb, qc, extra["water_filled"] = fill_water(tb, qc, land, ctx.qc, periodic=ctx.grid.is_global)
     composited = float(((qc & FLAGS["composited"]) != 0).mean())
     seconds = time.perf_counter() - t0
     cube.write_day(ctx.cube, ctx.storage, job.date, tb, qc, inputs.swvl1,
                    record={"files": inputs.files, "previous_files": inputs.previous_files, "notes": inputs.notes,
                            "stl1": inputs.stl1 is not None, "observed": round(observed, 4),
-                           "composited": round(composited, 4), "seconds_read_process": round(seconds, 2)})
+                           "composited": round(composited, 4), "seconds_read_process": round(seconds, 2), **extra})
     return _result(job.date, "ok", "; ".join(inputs.notes), inputs.files, observed, composited, t0)
 
 
@@ -453,8 +456,22 @@ class IngestSummary:
                 f"already done ({self.start}..{self.end}) in {self.seconds:.0f} s -> {self.out}")
 
 
+#: TB products that hold no TB over water (the ocean and lakes are filled): AE_Land3
+LAND_ONLY_PRODUCTS = (NSIDC,)
+#: qc settings added after cubes were first written: left out of :func:`qc_attr` at these values,
+#: so a cube built before them is still current
+QC_ADDED_DEFAULTS = {"water_fill": "land_only", "water_fill_cells": 6.0}
+
+
+def fills_water(qc: QCConfig, product: str) -> bool:
+    """Whether ingest applies the coastal rule (:func:`smray.preprocess.fill_water`) to ``product``."""
+    return qc.water_fill == "always" or (qc.water_fill == "land_only" and product in LAND_ONLY_PRODUCTS)
+
+
 def qc_attr(qc: QCConfig) -> str:
-    return json.dumps(to_dict(qc), sort_keys=True)
+    """The cube's ``smray_qc`` attribute: the QC settings it was built with (JSON)."""
+    d = {k: v for k, v in to_dict(qc).items() if QC_ADDED_DEFAULTS.get(k, object()) != v}
+    return json.dumps(d, sort_keys=True)
 
 
 def run_ingest(cfg: Config, tb_url: str, ref_url: str, out: str, start: dt.date, end: dt.date,

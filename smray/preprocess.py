@@ -8,6 +8,10 @@ One day of one grid is processed as::
 * :func:`composite` — with ``qc.composite_days = 2`` a swath gap of today is filled from the day
   before, same pass (physics.md §3: the next day's swaths fall into the equatorial gaps).
 * :func:`rfi_flags`, :func:`frozen_flags`, :func:`water_flags` — the per-pixel QC reasons.
+* :func:`fill_water` — the coastal rule for land-only inputs (AE_Land3 fills the ocean): water and
+  coastal cells without a TB take the TBs of the nearest observed land cell, flagged
+  ``water_filled`` (and still ``no_observation``), so the 9×9 windows of coastal land cells are
+  complete (ingest applies it, ``qc.water_fill``).
 * :func:`preprocess_day` — all of it for both passes: ``tb (2, 4, nlat, nlon)`` float32 and
   ``qc (2, nlat, nlon)`` uint16 with the bits of :data:`smray.qc.FLAGS` (``day_missing`` is set by
   the ingest, not here).
@@ -30,7 +34,7 @@ from smray.errors import SmrayError
 from smray.qc import FLAGS, QC_DTYPE
 
 __all__ = ["CHANNELS", "PASSES", "screen_tb", "composite", "rfi_index", "rfi_flags", "frozen_flags",
-           "water_flags", "preprocess_day", "valid_centres"]
+           "water_flags", "fill_water", "preprocess_day", "valid_centres"]
 
 #: TB channels, in array order: 6.9 GHz H, V; 10.7 GHz H, V.
 CHANNELS: tuple[str, ...] = ("06H", "06V", "10H", "10V")
@@ -198,6 +202,61 @@ def frozen_flags(tb: np.ndarray, stl1: np.ndarray | None, land_fraction: np.ndar
     return land & np.asarray(frozen, dtype=bool)
 
 
+def fill_water(tb: np.ndarray, qc: np.ndarray, land_fraction: np.ndarray, cfg: QCConfig,
+               periodic: bool = False) -> tuple[np.ndarray, np.ndarray, int]:
+    """The coastal rule for land-only TB products: fill the water of a day from the nearest land.
+
+    A land-only product (AE_Land3: −9999 over ocean and lakes) leaves every water cell NaN, and
+    its own land mask blanks some cells that are land on the cube's grid too; so the 9×9 window of
+    every land cell within 4 cells of a coast or lake is incomplete, and the cell can be neither a
+    training centre nor predicted. This fills, per pass, every cell **without a TB whose land
+    fraction is below** ``cfg.coastal_land_fraction`` (open water, and the mixed cells the
+    ``coastal`` flag marks) with the four TBs of the nearest cell (Euclidean, in cells) that is
+    observed and not such a cell, when that cell is at most ``cfg.water_fill_cells`` away (default
+    6 ≥ 4·√2: every cell of a 9×9 window around an observed land centre is in reach).
+
+    Filled cells get the ``water_filled`` bit and **keep** ``no_observation`` (nothing was observed
+    there): with the default ``qc.block`` they are never a training centre, never predicted and never
+    scored — they are window context only. Cells of land fraction ≥ ``coastal_land_fraction`` are
+    never filled: a swath gap over land stays a gap. Longitudes wrap when ``periodic``.
+
+    Args:
+        tb: ``(2, 4, nlat, nlon)`` K (:func:`preprocess_day`'s output).
+        qc: ``(2, nlat, nlon)`` its QC bits.
+        land_fraction: ``(nlat, nlon)``, 0–1.
+        cfg: ``coastal_land_fraction``, ``water_fill_cells``.
+        periodic: wrap in longitude.
+
+    Returns:
+        ``(tb, qc, n)``: new arrays and the number of (pass, cell) values filled.
+    """
+    from scipy import ndimage
+
+    tb = np.array(tb, dtype=np.float32, copy=True)
+    qc = np.array(qc, dtype=QC_DTYPE, copy=True)
+    lf = np.asarray(land_fraction, dtype=np.float64)
+    fillable = ~(np.where(np.isfinite(lf), lf, 0.0) >= cfg.coastal_land_fraction)
+    ny, nx = fillable.shape
+    pad = min(nx, int(np.ceil(cfg.water_fill_cells))) if periodic else 0
+    cols = np.arange(-pad, nx + pad) % nx
+    total = 0
+    for p in range(tb.shape[0]):
+        observed = np.isfinite(tb[p]).all(axis=0)
+        source = observed & ~fillable
+        target = fillable & ~observed
+        if not source.any() or not target.any():
+            continue
+        dist, (ii, jj) = ndimage.distance_transform_edt(~source[:, cols], return_indices=True)
+        dist, ii, jj = dist[:, pad:pad + nx], ii[:, pad:pad + nx], cols[jj[:, pad:pad + nx]]
+        fill = target & (dist <= cfg.water_fill_cells)
+        if not fill.any():
+            continue
+        tb[p][:, fill] = tb[p][:, ii[fill], jj[fill]]
+        qc[p][fill] |= QC_DTYPE(FLAGS["water_filled"])
+        total += int(fill.sum())
+    return tb, qc, total
+
+
 def preprocess_day(tb_today: Mapping[str, np.ndarray], tb_previous: Mapping[str, np.ndarray] | None,
                    swvl1: np.ndarray, stl1: np.ndarray | None, land_fraction: np.ndarray,
                    cfg: QCConfig) -> tuple[np.ndarray, np.ndarray]:
@@ -216,7 +275,8 @@ def preprocess_day(tb_today: Mapping[str, np.ndarray], tb_previous: Mapping[str,
     Returns:
         ``(tb, qc)``: ``tb`` float32 ``(2, 4, nlat, nlon)`` (:data:`PASSES` × :data:`CHANNELS`), the
         composited TBs; ``qc`` uint16 ``(2, nlat, nlon)`` with the :data:`smray.qc.FLAGS` bits
-        ``no_observation`` (the returned pixel is NaN), ``composited``, ``tb_out_of_range`` (today's
+        ``no_observation`` (the returned pixel is NaN; after :func:`fill_water` it may hold the
+        nearest land's TBs, flagged ``water_filled``), ``composited``, ``tb_out_of_range`` (today's
         TB of the pixel was impossible and screened; the pixel may still be filled from the day
         before, and then also carries ``composited``), ``rfi_suspect``, ``rfi_strong``,
         ``frozen_or_snow``, ``open_water``, ``coastal`` and ``reference_missing`` (swvl1 not finite).

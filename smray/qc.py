@@ -20,6 +20,9 @@ FLAGS: dict[str, int] = {
     "coastal": 128,  # land fraction below qc.coastal_land_fraction: footprint mixes in water
     "reference_missing": 256,  # no reference swvl1 for the cell and day
     "day_missing": 512,  # the whole day was skipped at ingest (see the ingest log)
+    # no TB and land fraction below qc.coastal_land_fraction (a land-only input's water): the nearest
+    # observed land cell's TBs, as window context only (the cell keeps no_observation)
+    "water_filled": 1024,
 }
 
 DEFAULT_BLOCKING: tuple[str, ...] = ("no_observation", "tb_out_of_range", "rfi_strong", "frozen_or_snow",

@@ -1,6 +1,7 @@
-"""End to end for the NSIDC-0302 / NSIDC-0301 layouts: the twin writes each layout (`smray synth
---layout`), `smray ingest` reads a *mixed* archive (0302 on some days, 0301 on another) into one
-cube, and real corrupt files (truncated, byte-swapped, a missing .TIM) skip only their day.
+"""End to end for the NSIDC-0302 / NSIDC-0301 / AE_Land3 layouts: the twin writes each layout
+(`smray synth --layout`), `smray ingest` reads a *mixed* archive (0302 on some days, 0301 on
+another) into one cube, real corrupt files (truncated, byte-swapped, a missing .TIM) skip only their
+day, and the land-only AE_Land3 twin (ocean and lakes −9999) is ingested with the coastal rule.
 
 Checks against the files decoded with plain numpy (uint16 little-endian tenths of K, 0 = no data):
 quarter-degree days equal the twin's TBs to the products' 0.1 K (the 2° twin cell is repeated on
@@ -24,7 +25,9 @@ from smray.discovery import NSIDC_FLAT, discover_ref, discover_tb
 from smray.formats.nsidc_flat import flat_filename
 from smray.grid import Grid, surface_fractions
 from smray.ingest import DayContext, ingest_day, make_job
-from smray.synth.layouts import flat_path
+from smray.predict import prediction_mask, valid_inputs
+from smray.qc import FLAGS
+from smray.synth.layouts import flat_path, land3_path
 
 START = dt.date(2011, 7, 1)
 DAYS = 3
@@ -161,3 +164,69 @@ def test_corrupt_flat_files_skip_only_their_day(twins: dict[str, Path], tmp_path
     shutil.copy(twins["nsidc_0302"] / flat_path("nsidc_0302", day(1), "A", "10V"), trunc)
     assert ingest_day(make_job(day(1), discover_tb(str(arch)), ref, composite_days=1), ctx)["status"] == "ok"
     assert cube.day_records(out)[day(2)]["status"] == "skipped"
+
+
+@pytest.fixture(scope="module")
+def land3(tmp_path_factory, ray_local) -> tuple[Path, Path]:
+    """The same twin (seed, days, grid) in the AE_Land3 layout, ingested with the default
+    ``qc.water_fill: land_only``."""
+    root = synth(tmp_path_factory.mktemp("land3") / "twin", "nsidc_ae_land3")
+    config = root.parent / "ingest.yaml"
+    config.write_text(f"grid:\n  res: {RES}\n")
+    out = root.parent / "cube.zarr"
+    assert main(["ingest", "--tb", str(root / "amsr"), "--ref", str(root / "era_interim"), "--start",
+                 day(1).isoformat(), "--end", day(DAYS).isoformat(), "--out", str(out), "--config", str(config)]) == 0
+    return root, out
+
+
+@pytest.mark.ray
+@pytest.mark.slow
+def test_land3_twin_fills_the_ocean_and_ingest_fills_coastal_windows(twins: dict[str, Path],
+                                                                    land3: tuple[Path, Path]) -> None:
+    """AE_Land3 twin → cube: land TBs are the twin's (the quarter-degree twin of the same seed, to the
+    products' 0.1 K: each 2° cell reads the EASE cell holding its centre, which lies inside it
+    equatorward of 80°, where EASE rows are less than 1.1° tall); the
+    file holds −9999 over water; ingest fills water from the nearest land (``water_filled``) so
+    coastal land cells get complete windows, which they do not without the rule (filled cells keep
+    no_observation: never centres)."""
+    from smray.formats.nsidc_land3 import SCREENED, field_name, read_nsidc_land3_native
+
+    root, out = land3
+    names = sorted(p.relative_to(root).as_posix() for p in (root / "amsr").rglob("*.hdf"))
+    assert names == [land3_path(day(i)) for i in range(1, DAYS + 1)]
+    assert discover_tb(str(root / "amsr")).product == "nsidc_ae_land3"
+    from pyhdf.SD import SD, SDC
+
+    sd = SD(str(root / land3_path(day(2))), SDC.READ)
+    counts = sd.select(field_name("D", "06v"))[:]
+    sd.end()
+    assert 0.6 < (counts == SCREENED).mean() < 0.8  # ocean and lakes: about 70 % of the EASE cells
+    assert read_nsidc_land3_native(root / land3_path(day(2)))["tb_06v"].attrs["units"] == "K"
+
+    records = cube.day_records(str(out))
+    assert all(records[day(i)]["status"] == "ok" and records[day(i)]["water_filled"] > 0 for i in range(1, DAYS + 1))
+    land = cube.read_static(str(out), None)["land_fraction"]
+    is_land = land >= 0.5
+    got = cube.read_day(str(out), None, day(2))
+    for p, pass_ in enumerate("AD"):
+        src = qd_tb(twins["nsidc_0302"], day(2), pass_)
+        qc = got["qc"][p]
+        fresh = is_land & valid(src) & ((qc & (FLAGS["composited"] | FLAGS["no_observation"])) == 0)
+        assert fresh.sum() > 0.8 * (is_land & valid(src)).sum()  # almost every observed land cell is there
+        fresh &= np.abs(GRID.lat)[:, None] < 80  # poleward, an EASE row is > 1° tall: it mixes 2° rows
+        np.testing.assert_allclose(got["tb"][p][:, fresh], src[:, fresh], rtol=0, atol=0.1 + 1e-4)
+        filled = (qc & FLAGS["water_filled"]) != 0
+        inland = land >= QC.coastal_land_fraction  # the rule's sources; never filled
+        assert filled.any() and not (filled & inland).any() and ((qc[filled] & FLAGS["no_observation"]) != 0).all()
+        land_values = set(np.round(got["tb"][p][0][inland & ~filled], 3).tolist())
+        assert set(np.round(got["tb"][p][0][filled], 3).tolist()) <= land_values  # copies of land TBs
+    # the rule's effect: land cells whose 9x9 window is complete, with it and without it
+    tb_no_rule = np.array(got["tb"], copy=True)
+    for p in range(2):
+        tb_no_rule[p][:, (got["qc"][p] & FLAGS["water_filled"]) != 0] = np.nan
+    mask = prediction_mask(QC.block)
+    with_rule = valid_inputs(got, land, mask, [0, 1, 2, 3], 9, periodic=True)
+    without = valid_inputs({**got, "tb": tb_no_rule}, land, mask, [0, 1, 2, 3], 9, periodic=True)
+    assert not (without & ~with_rule).any() and with_rule.sum() > 2 * without.sum()
+    filled_any = ((got["qc"] & FLAGS["water_filled"]) != 0)
+    assert not (with_rule & filled_any).any()

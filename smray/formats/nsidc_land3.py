@@ -298,7 +298,7 @@ def read_nsidc_land3(source: Any, *, grid: Grid | None = None, passes: Sequence[
 
 
 # --------------------------------------------------------------------------------------------
-# Test files
+# Writing (the twin, test files)
 # --------------------------------------------------------------------------------------------
 def _struct_metadata() -> str:
     """A minimal HDF-EOS2 ``StructMetadata.0`` describing the two EASE grids."""
@@ -314,9 +314,9 @@ def _struct_metadata() -> str:
     return "\n".join(parts)
 
 
-def write_nsidc_land3_for_tests(path: str | os.PathLike, fields: Mapping[str, np.ndarray], *,
-                                struct_metadata: bool = True, compress: bool = True) -> None:
-    """Write a small AE_Land3-like HDF4 file with pyhdf.
+def write_nsidc_land3(path: str | os.PathLike, fields: Mapping[str, np.ndarray], *,
+                      struct_metadata: bool = True, compress: bool = True) -> None:
+    """Write an AE_Land3-like HDF4 file with pyhdf (the twin's AE_Land3 layout and test files).
 
     ``fields`` maps SDS names (``"A_TB06.9H (Res 1)"``, see :func:`field_name`) to (586, 1383)
     arrays: integer arrays are stored as they are (counts of 0.1 K, 9999 / −9999 fills); float
@@ -352,3 +352,7 @@ def write_nsidc_land3_for_tests(path: str | os.PathLike, fields: Mapping[str, np
                 sds.endaccess()
     finally:
         sd.end()
+
+
+#: the writer's earlier name (tests build files with it)
+write_nsidc_land3_for_tests = write_nsidc_land3

@@ -4,7 +4,8 @@ Layout under the archive root (the real products' layouts, formats.md):
 
 * ``amsr/YYYY/MM/GW1AM2_YYYYMMDD_01D_EQM{A,D}_L3SGT{06,10}LA2220220.h5`` — JAXA L3 daily TB HDF5
   (``synth.tb_layout: jaxa_l3``), or NSIDC-0302 / NSIDC-0301 flat binary files under
-  ``amsr/YYYY/DDD/`` (``nsidc_0302`` / ``nsidc_0301``, :mod:`smray.synth.layouts`)
+  ``amsr/YYYY/DDD/`` (``nsidc_0302`` / ``nsidc_0301``), or AE_Land3 HDF4 with the ocean filled
+  under ``amsr/YYYY.MM.DD/`` (``nsidc_ae_land3``; :mod:`smray.synth.layouts`)
 * ``era_interim/YYYY/ERA-Interim_swvl1_YYYYMM.nc`` — monthly grib_to_netcdf netCDF, 4 analyses a day
 * ``truth/static.nc`` and ``truth/YYYY/MM/smray_twin_truth_YYYYMMDD.nc`` — the side files for scoring
 * ``twin.json`` — the manifest, written last (an archive without it is incomplete)
@@ -203,6 +204,15 @@ class _Stepper:
         self.month = []
 
 
+def _amsr_layout(tb_layout: str, first: dt.date) -> str:
+    """The manifest's description of the TB files (a pattern, or the first day's example)."""
+    if tb_layout == "jaxa_l3":
+        return "amsr/YYYY/MM/GW1AM2_YYYYMMDD_01D_EQM{A,D}_L3SGT{06,10}LA2220220.h5"
+    if tb_layout == layouts.LAND3:
+        return layouts.land3_path(first)
+    return layouts.flat_path(tb_layout, first, "A", "06H")
+
+
 def _render_and_write(day: DayState, static: StaticFields, grid: Grid, seed: int, out: str,
                       storage: StorageConfig, sensor_name: str, tb_layout: str = "jaxa_l3") -> dict[str, Any]:
     """Ray task: render one day and write its TB files (in ``tb_layout``) and its truth file."""
@@ -212,9 +222,13 @@ def _render_and_write(day: DayState, static: StaticFields, grid: Grid, seed: int
     fs, root = filesystem(out, storage)
     written = []
     fill_global = not grid.is_global
-    if tb_layout != "jaxa_l3":
-        written += layouts.write_flat_day(tb_layout, day.date, {p: tbs[p] for p in PASSES}, grid,
-                                          lambda path, data: write_bytes(fs, join(root, path), data))
+    def put(path: str, data: bytes) -> None:
+        write_bytes(fs, join(root, path), data)
+
+    if tb_layout in layouts.FLAT_LAYOUTS:
+        written += layouts.write_flat_day(tb_layout, day.date, {p: tbs[p] for p in PASSES}, grid, put)
+    elif tb_layout == layouts.LAND3:
+        written += layouts.write_land3_day(day.date, {p: tbs[p] for p in PASSES}, grid, static.land, put)
     for pass_ in (PASSES if tb_layout == "jaxa_l3" else ()):
         for band, code in render.BAND_CODES.items():
             tb_h, tb_v = tbs[pass_][f"{code}H"], tbs[pass_][f"{code}V"]
@@ -291,8 +305,7 @@ def generate_twin(cfg: Config, out: str, progress: Callable[[str], None] = print
         "product": PRODUCT, "smray_version": __version__,
         "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
         "synth": to_dict(syn), "grid": grid.to_dict(), "dates": [d.isoformat() for d in dates],
-        "layout": {"amsr": ("amsr/YYYY/MM/GW1AM2_YYYYMMDD_01D_EQM{A,D}_L3SGT{06,10}LA2220220.h5"
-                            if syn.tb_layout == "jaxa_l3" else layouts.flat_path(syn.tb_layout, dates[0], "A", "06H")),
+        "layout": {"amsr": _amsr_layout(syn.tb_layout, dates[0]),
                    "tb_layout": syn.tb_layout,
                    "era_interim": "era_interim/YYYY/ERA-Interim_swvl1_YYYYMM.nc",
                    "truth": "truth/YYYY/MM/smray_twin_truth_YYYYMMDD.nc", "static": STATIC_PATH},
