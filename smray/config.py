@@ -24,6 +24,9 @@ from smray.errors import SmrayError
 from smray.grid import check_bbox, check_resolution
 from smray.storage import SECRET, S3Config, StorageConfig  # noqa: F401 - storage owns its settings
 
+#: the archive layouts the twin writes (smray.synth.layouts)
+TB_LAYOUTS = ("jaxa_l3", "nsidc_0302", "nsidc_0301", "nsidc_ae_land3")
+
 
 @dataclass(frozen=True)
 class GridConfig:
@@ -66,9 +69,8 @@ class SynthConfig:
             raise SmrayError(f"synth.spinup_days: must be >= 0, got {self.spinup_days}")
         if self.max_in_flight < 1:
             raise SmrayError(f"synth.max_in_flight: must be >= 1, got {self.max_in_flight}")
-        from smray.synth.layouts import check_layout
-
-        check_layout(self.tb_layout)
+        if self.tb_layout not in TB_LAYOUTS:
+            raise SmrayError(f"synth.tb_layout: {self.tb_layout!r} is not one of {', '.join(TB_LAYOUTS)}")
 
 
 @dataclass(frozen=True)

@@ -1,6 +1,7 @@
 """The stage shape: the ``paths`` section resolved once (smray.stages.layout), the chain's plan and
 its one-line refusals, the command-line flags landing in ``paths``, a stage's state from real files,
-and the import rules the package keeps (no private cross-module imports, Ray only in raysupport)."""
+and the import rules the package keeps (no private cross-module imports, Ray only in raysupport, no
+import circle and at most ten levels)."""
 
 from __future__ import annotations
 
@@ -159,6 +160,35 @@ def test_no_module_imports_another_modules_private_name() -> None:
     private = [(src, mod, nm) for src, mod, nm in _imports()
                if mod.startswith("smray") and nm and nm.startswith("_") and not nm.startswith("__") and mod != src]
     assert private == []
+
+
+def _module_graph() -> dict[str, set[str]]:
+    """smray module → the smray modules it imports (``from smray.x import y`` counts as smray.x.y when
+    that is a module, else smray.x), every import, lazy ones included."""
+    mods = {".".join(p.relative_to(PACKAGE.parent).with_suffix("").parts).removesuffix(".__init__")
+            for p in PACKAGE.rglob("*.py")}
+    graph: dict[str, set[str]] = {m: set() for m in mods}
+    for src, mod, name in _imports():
+        target = f"{mod}.{name}" if name and f"{mod}.{name}" in mods else mod
+        if target in mods and target != src:
+            graph[src].add(target)
+    return graph
+
+
+def test_imports_go_one_way_in_at_most_ten_levels() -> None:
+    """No import circle, and the longest chain of imports is at most 10 modules (issue 10's target)."""
+    graph, depth, stack = _module_graph(), {}, []
+
+    def level(m: str) -> int:
+        assert m not in stack, f"import circle: {' -> '.join(stack[stack.index(m):] + [m])}"
+        if m not in depth:
+            stack.append(m)
+            depth[m] = 1 + max((level(t) for t in graph[m]), default=0)
+            stack.pop()
+        return depth[m]
+
+    deepest = max(graph, key=level)
+    assert depth[deepest] <= 10, f"{deepest}: {depth[deepest]} levels"
 
 
 def test_ray_is_imported_only_by_raysupport() -> None:

@@ -28,11 +28,12 @@ from collections.abc import Callable
 
 import numpy as np
 
+from smray.config import TB_LAYOUTS
 from smray.errors import SmrayError
 from smray.formats import nsidc_flat
 from smray.grid import Grid
 
-LAYOUTS = ("jaxa_l3", "nsidc_0302", "nsidc_0301", "nsidc_ae_land3")
+LAYOUTS = TB_LAYOUTS
 FLAT_LAYOUTS = ("nsidc_0302", "nsidc_0301")
 LAND3 = "nsidc_ae_land3"
 #: EASE cells with a land fraction below this hold the AE_Land3 fill −9999 (ocean and lakes)
