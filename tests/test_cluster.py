@@ -298,7 +298,17 @@ def _containers(value: Any) -> list[dict[str, Any]]:
 
 def test_fake_autoscaler_file_is_an_autoscaling_cluster_from_zero() -> None:
     cfg = load_yaml(REPO / "cluster/fake-autoscaler.yaml")
-    assert cfg["provider"]["type"] == "fake_multinode"
+    assert cfg["provider"]["type"] == "external"
+    module, name = cfg["provider"]["module"].rsplit(".", 1)
+    assert (REPO / "cluster" / f"{module}.py").exists()  # on PYTHONPATH=cluster, as the file's header says
+    import importlib.util
+
+    from ray.autoscaler._private.fake_multi_node.node_provider import FakeMultiNodeProvider
+
+    spec = importlib.util.spec_from_file_location(module, REPO / "cluster" / f"{module}.py")
+    found = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(found)
+    assert issubclass(getattr(found, name), FakeMultiNodeProvider)
     types = cfg["available_node_types"]
     assert types[cfg["head_node_type"]]["resources"] == {"CPU": 0}
     workers = [t for name, t in types.items() if name != cfg["head_node_type"]]

@@ -91,6 +91,7 @@ def head() -> Iterator[dict]:
            "RAY_USAGE_STATS_ENABLED": "0", "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}",
            "RAY_FAKE_CLUSTER": "1", "AUTOSCALER_UPDATE_INTERVAL_S": "1"}
     env.pop("RAY_ADDRESS", None)
+    head_env = {**env, "PYTHONPATH": str(REPO / "cluster")}  # the autoscaler imports fake_provider
     scaling = yaml.safe_load(AUTOSCALER.read_text())
     scaling["provider"]["gcs_address"] = f"127.0.0.1:{gcs}"  # the head is not on 6379
     scaling_file = Path(temp_dir) / "autoscaler.yaml"
@@ -102,7 +103,7 @@ def head() -> Iterator[dict]:
            "--runtime-env-agent-port", str(env_agent), "--num-cpus", "0", "--temp-dir", temp_dir,
            "--disable-usage-stats", "--autoscaling-config", str(scaling_file)]
     try:
-        started = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=240)
+        started = subprocess.run(cmd, env=head_env, capture_output=True, text=True, timeout=240)
         assert started.returncode == 0, started.stdout + started.stderr
         yield {"address": f"http://127.0.0.1:{dash}", "env": env, "temp_dir": temp_dir, "gcs": f"127.0.0.1:{gcs}"}
     finally:
@@ -137,6 +138,13 @@ def test_ray_job_submit_runs_the_whole_chain(head: dict, tmp_path: Path) -> None
     assert done.returncode == 0
     info = client.get_job_info(job_id)
     assert str(info.runtime_env["working_dir"]).startswith("gcs://")  # the repository was shipped
+    # ... and unpacked by the head (the driver) and by worker nodes, each in its own directory
+    # (cluster/fake_provider.py: a shared one is re-unpacked under running processes by each new node)
+    pkg = Path(str(info.runtime_env["working_dir"])[len("gcs://"):]).stem
+    unpacked = sorted(p.parent.parent.name for p in
+                      (Path(head["temp_dir"]) / "session_latest").glob(f"runtime_resources*/working_dir_files/{pkg}"))
+    assert unpacked[0] == "runtime_resources" and unpacked[1:] and \
+        all(n.startswith("runtime_resources_node") for n in unpacked[1:]), unpacked
     last = [ln for ln in logs.splitlines() if ln.startswith("reprocess: done in ")]
     assert last and f"cube {root}/cube.zarr" in last[-1] and f"report {root}/report" in last[-1]
     for stage in ("twin", "ingest", "train:cnn", "predict:cnn", "predict:physical", "evaluate"):
