@@ -5,6 +5,8 @@ on the CPU."""
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 import torch
@@ -202,3 +204,21 @@ def test_amp_bf16_training_learns_and_keeps_fp32_weights() -> None:
     assert all(p.dtype == torch.float32 for p in model.parameters())
     with pytest.raises(SmrayError, match=r"^train.precision: must be fp32 or bf16"):
         TrainConfig(precision="int8")
+
+
+def test_predict_checks_precision_and_gpu_before_work(monkeypatch) -> None:
+    """run_predict's first check (smray.predict._precision) on this machine's CPU flags replaced by
+    those of a CPU without VNNI/bf16; the SVR and the physical retrieval ignore the setting."""
+    from smray.config import PredictConfig
+    from smray.predict import ModelSource, _precision
+
+    src = ModelSource(kind="cnn", url="run", artefact="run/model.pt", sha256="0", fingerprint="0",
+                      channels=("06H", "06V", "10H", "10V"), stack_passes=False, size=9, norm_stats=None)
+    monkeypatch.setattr(inference, "cpu_flags", lambda: frozenset({"avx2"}))
+    with pytest.raises(SmrayError, match=r"^predict.precision: int8 needs a CPU"):
+        _precision(PredictConfig(precision="int8"), src, "local")
+    assert _precision(PredictConfig(precision="auto"), src, "ray") == "fp32"
+    assert _precision(PredictConfig(precision="int8"), dataclasses.replace(src, kind="svr"), "local") == "fp32"
+    if not torch.cuda.is_available():
+        with pytest.raises(SmrayError, match=r"^predict.use_gpu: true"):
+            _precision(PredictConfig(use_gpu=True), src, "local")
