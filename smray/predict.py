@@ -57,6 +57,8 @@ from smray.serial import as_optional_date, read_json
 from smray.storage import StorageConfig, check_reachable, filesystem, join, read_bytes, resolve_storage, write_bytes
 
 PHYSICAL = "physical"
+#: model kinds that are torch networks (predict.precision and predict.use_gpu apply to them)
+TORCH_KINDS = ("cnn", "pixel")
 UNCERTAINTY_FILE = "uncertainty.json"
 UNCERTAINTY_FORMAT = "smray-uncertainty-1"
 #: calibration: at most this many quantile bins of the predicted value per pass-count group, and at
@@ -675,13 +677,14 @@ def run_predict(cfg: Config, cube_url: str, model_url: str, out_url: str, start:
     source = describe_model(model_url, storage, cinfo)
     if source.kind == PHYSICAL:
         _check_twin(twin_url, storage)
-    precision = _precision(pc, source, engine)
+    device = planned_device(cfg, engine) if source.kind in TORCH_KINDS else "cpu"
+    precision = plan_precision(cfg, source.kind, engine)
     signature = store_signature(source, cube_url, cinfo, cfg, precision)
     check_store(out_url, storage, signature, pc.new_store)
     check_reachable(out_url, storage, create=True)
     calibration = None
     if source.kind != PHYSICAL:
-        calibration = calibrate(source, Predictor(source, storage, band_rows=pc.band_rows, precision=precision),
+        calibration = calibrate(source, calibration_predictor(source, storage, pc.band_rows, device, precision),
                                 storage, pc.coverage, pc.calibration_days, progress)
     unc = {"method": calibration["method"] if calibration else "none (the physical retrieval has no validation "
                                                                  "data to calibrate on)",
@@ -729,17 +732,65 @@ def run_predict(cfg: Config, cube_url: str, model_url: str, out_url: str, start:
     return summary
 
 
-def _precision(pc: Any, source: ModelSource, engine: str) -> str:
-    """``predict.precision`` resolved before any work (one line naming the field when this machine
-    cannot run it, or ``predict.use_gpu`` when it asks for a GPU this machine lacks, local engine);
-    fp32 for models that are not torch networks. GPU actors re-resolve it for CUDA (:func:`_run_ray`)."""
+def planned_device(cfg: Config, engine: str = "ray") -> str:
+    """Where the torch models will run, "cuda" or "cpu", decided before any work. ``predict.use_gpu``
+    true where there can be no GPU is one line naming the field: the local engine asks this machine
+    for a CUDA device; Ray asks the connected cluster what it can ever hold
+    (:func:`smray.raysupport.refuse_impossible`: a local runtime, or the node types an autoscaler
+    publishes; GPUs merely not up yet are waited for by :func:`_resources`), or, before a local runtime
+    is started, this machine (the runtime it will be). A cluster not connected yet (``ray.address``) is
+    asked when it is. ``use_gpu`` null: GPUs when the cluster has or can have them (as
+    :func:`_resources` decides)."""
+    from smray import inference
+    from smray import raysupport as rs
+
+    pc = cfg.predict
+    if engine == "local":
+        return inference.select_device(bool(pc.use_gpu), "predict.use_gpu").type
+    if rs.is_initialized():
+        if pc.use_gpu:
+            rs.refuse_impossible({"GPU": 1.0}, what="GPU prediction actors", field="predict.use_gpu")
+            return "cuda"
+        limits = rs.cluster_limits() or {}
+        gpus = max(rs.cluster_resource("GPU"), limits.get("GPU", 0.0))
+        return "cuda" if pc.use_gpu is None and gpus >= 1 else "cpu"
+    if (cfg.ray.address or os.environ.get("RAY_ADDRESS")) not in (None, "", "local"):
+        return "cuda" if pc.use_gpu else "cpu"
+    import torch
+
+    gpus = torch.cuda.device_count()
+    if pc.use_gpu and gpus < 1:
+        raise SmrayError("predict.use_gpu: GPU prediction actors need 1 GPU; this machine, where the local Ray "
+                         "runtime starts, has no CUDA device")
+    return "cuda" if pc.use_gpu or (pc.use_gpu is None and gpus >= 1) else "cpu"
+
+
+def plan_precision(cfg: Config, kind: str, engine: str = "ray") -> str:
+    """``predict.precision`` resolved for the device a model of ``kind`` will run on
+    (:func:`planned_device`) before any work: one line naming ``predict.precision`` when that device
+    cannot run it, or ``predict.use_gpu`` when it asks for a GPU that is not there; fp32 for models
+    that are not torch networks (SVR, physical), which ignore the setting. GPU actors of a cluster
+    joined later re-resolve it for CUDA (:func:`_run_ray`)."""
     from smray import inference
 
-    if source.kind not in ("cnn", "pixel"):
+    if kind not in TORCH_KINDS:
         return "fp32"
-    device = inference.select_device(bool(pc.use_gpu), "predict.use_gpu") if engine == "local" else \
-        ("cuda" if pc.use_gpu else "cpu")
-    return inference.resolve_precision(pc.precision, device)
+    return inference.resolve_precision(cfg.predict.precision, planned_device(cfg, engine))
+
+
+def calibration_predictor(source: ModelSource, storage: StorageConfig, band_rows: int, device: str,
+                          precision: str) -> Predictor:
+    """The driver's model for the calibration: the planned device and precision where the driver has
+    them (a local runtime is this machine); a CPU driver of a GPU cluster calibrates on its CPU, in
+    ``precision`` when the CPU runs it natively, else in fp32."""
+    import torch
+
+    from smray import inference
+
+    on_gpu = device == "cuda" and torch.cuda.is_available()
+    if not on_gpu and precision != "fp32" and not inference.cpu_supports(precision):
+        precision = "fp32"
+    return Predictor(source, storage, band_rows=band_rows, use_gpu=on_gpu, precision=precision)
 
 
 def _check_twin(twin_url: str | None, storage: StorageConfig) -> None:
@@ -794,5 +845,6 @@ def actor_pool_rows(ctx: PredictContext, dates: list[dt.date], actors: int, acto
 
 
 __all__ = ["PredictSummary", "PredictDay", "PredictContext", "ModelSource", "Predictor", "PhysicalPredictor",
-           "run_predict", "describe_model", "calibrate", "valid_inputs", "pad_image", "day_inputs", "predict_maps",
+           "run_predict", "planned_device", "plan_precision", "calibration_predictor", "describe_model", "calibrate",
+           "valid_inputs", "pad_image", "day_inputs", "predict_maps",
            "combine", "conformal_quantile", "fit_table", "lookup", "halfwidth_map", "prediction_mask"]

@@ -37,6 +37,16 @@ def target(patches: np.ndarray) -> np.ndarray:
     return np.clip(0.9 - 0.6 * h + 0.4 * (v - h) ** 2 + 0.1 * patches[:, 2, 4, 4], 0, 1).astype(np.float32)
 
 
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    """One torch thread: the numbers do not depend on it, and two threads on a shared 2-core machine
+    spend most of their time waiting for each other."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 @pytest.fixture(scope="module")
 def trained() -> tuple[PaperCNN, np.ndarray, np.ndarray]:
     """The paper's CNN trained for a few epochs on patches of smooth images (weights like a real run's:
@@ -192,13 +202,13 @@ def test_amp_bf16_training_learns_and_keeps_fp32_weights() -> None:
     rng = np.random.default_rng(3)
     x = smooth_image(rng, 4, 90, 90)
     win = torch.as_tensor(x).unfold(1, 9, 1).unfold(2, 9, 1).reshape(4, -1, 9, 9).permute(1, 0, 2, 3).contiguous()
-    xs = win.numpy()[:2000]
+    xs = win.numpy()[:800]
     ys = target(xs)
     seed_everything(1)
     model = PaperCNN(4)
     before = evaluate(model, array_batches(xs, ys, 1024), "bf16")["loss"]
     hist = fit(model, lambda e: array_batches(xs, ys, 128, shuffle=True, seed=e), None,
-               TrainConfig(epochs=3, batch_size=128, patience=0, precision="bf16"))
+               TrainConfig(epochs=2, batch_size=128, patience=0, precision="bf16"))
     after = evaluate(model, array_batches(xs, ys, 1024), "bf16")["loss"]
     assert after < 0.5 * before and all(np.isfinite(h["train_loss"]) for h in hist)
     assert all(p.dtype == torch.float32 for p in model.parameters())
@@ -206,19 +216,29 @@ def test_amp_bf16_training_learns_and_keeps_fp32_weights() -> None:
         TrainConfig(precision="int8")
 
 
-def test_predict_checks_precision_and_gpu_before_work(monkeypatch) -> None:
-    """run_predict's first check (smray.predict._precision) on this machine's CPU flags replaced by
-    those of a CPU without VNNI/bf16; the SVR and the physical retrieval ignore the setting."""
-    from smray.config import PredictConfig
-    from smray.predict import ModelSource, _precision
+def test_predict_plans_precision_and_gpu_before_work(monkeypatch) -> None:
+    """The plan run_predict and the chain make first (smray.predict.plan_precision), with this
+    machine's CPU flags replaced by those of a CPU without VNNI/bf16; the SVR and the physical
+    retrieval ignore the setting. Ray is not started: the local runtime would be this machine."""
+    from smray import raysupport
+    from smray.config import Config, PredictConfig
+    from smray.predict import plan_precision, planned_device
 
-    src = ModelSource(kind="cnn", url="run", artefact="run/model.pt", sha256="0", fingerprint="0",
-                      channels=("06H", "06V", "10H", "10V"), stack_passes=False, size=9, norm_stats=None)
+    def cfg(**predict) -> Config:
+        return dataclasses.replace(Config(), predict=PredictConfig(**predict))
+
     monkeypatch.setattr(inference, "cpu_flags", lambda: frozenset({"avx2"}))
-    with pytest.raises(SmrayError, match=r"^predict.precision: int8 needs a CPU"):
-        _precision(PredictConfig(precision="int8"), src, "local")
-    assert _precision(PredictConfig(precision="auto"), src, "ray") == "fp32"
-    assert _precision(PredictConfig(precision="int8"), dataclasses.replace(src, kind="svr"), "local") == "fp32"
+    monkeypatch.setattr(raysupport, "is_initialized", lambda: False)
+    with pytest.raises(SmrayError, match=r"^predict.precision: int8 needs a CPU with one of the instructions "):
+        plan_precision(cfg(precision="int8"), "cnn", "local")
+    with pytest.raises(SmrayError, match=r"^predict.precision: bf16 needs a CPU"):
+        plan_precision(cfg(precision="bf16"), "pixel", "ray")
+    assert plan_precision(cfg(precision="auto"), "cnn", "ray") == "fp32"
+    assert plan_precision(cfg(precision="int8"), "svr", "local") == "fp32"
+    assert plan_precision(cfg(precision="int8"), "physical", "ray") == "fp32"
     if not torch.cuda.is_available():
-        with pytest.raises(SmrayError, match=r"^predict.use_gpu: true"):
-            _precision(PredictConfig(use_gpu=True), src, "local")
+        assert planned_device(cfg(), "ray") == planned_device(cfg(), "local") == "cpu"
+        with pytest.raises(SmrayError, match=r"^predict.use_gpu: true, but this machine has no CUDA device"):
+            plan_precision(cfg(use_gpu=True), "cnn", "local")
+        with pytest.raises(SmrayError, match=r"^predict.use_gpu: GPU prediction actors need 1 GPU; this machine, "):
+            plan_precision(cfg(use_gpu=True), "cnn", "ray")
