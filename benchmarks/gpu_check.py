@@ -14,8 +14,11 @@ import no Ray, no zarr, no storage), so a bare GPU machine needs only torch, num
    2002–2011 archive (3,395 days × 2 passes).
 
 Cached patches: ``--patches FILE.npz`` with ``x`` (N, 4, 9, 9) float32 scaled TBs, ``y`` (N,) scaled
-targets, and ``x_val``/``y_val`` (from a cube: ``benchmarks/export_patches.py``); without it, seeded
-synthetic patches with a learnable target (their loss floor is ~0.004, below the paper's value).
+targets, and ``x_val``/``y_val``; without it, seeded synthetic patches with a learnable target (their
+loss floor is ~0.004, below the paper's value). There is no export script: on a machine with the
+cube, ``smray.patches.sample_day(cube, None, day, cfg.patches, cfg.qc.block,
+smray.normalise.load_stats(cube, None))`` gives one day's ``x``, ``y`` and ``is_val`` (the training /
+validation split); concatenate the days and ``np.savez`` them under those four names.
 
 On a GPU machine (``--device cuda`` is the default when CUDA is present)::
 
@@ -164,7 +167,7 @@ def main(argv: list[str] | None = None) -> None:
         raise SystemExit("--device cuda: this machine has no CUDA device (try --device cpu --small)")
     if args.threads:
         torch.set_num_threads(args.threads)
-    n, n_val, ny, nx = (4096, 1024, 128, 256) if args.small else (200_000, 20_000, 720, 1440)
+    n, n_val, ny, nx = (1024, 256, 64, 128) if args.small else (200_000, 20_000, 720, 1440)
     max_epochs = args.max_epochs or (2 if args.small else 30)
     reps = args.reps or (1 if args.small else 3)
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else f"CPU {platform.machine()}"
@@ -175,7 +178,7 @@ def main(argv: list[str] | None = None) -> None:
     data = tuple(host_to_device(a, device) for a in load_patches(args.patches, n, n_val))
     goal = PAPER_RMSE ** 2
     rows: list[tuple[str, str, str]] = []
-    rate = {p: train_rate(data[0], data[1], p, args.batch, device, 1.0 if args.small else 10.0) for p in ("fp32", "bf16")}
+    rate = {p: train_rate(data[0], data[1], p, args.batch, device, 0.3 if args.small else 10.0) for p in ("fp32", "bf16")}
     rows.append((f"training samples/s (batch {args.batch}, {len(data[1])} cached patches)",
                  f"{rate['fp32']:,.0f}", f"{rate['bf16']:,.0f}"))
     ttl = {p: time_to_loss(data, p, args.batch, device, max_epochs, goal) for p in ("fp32", "bf16")}
