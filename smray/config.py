@@ -251,7 +251,8 @@ class TrainConfig:
                 raise SmrayError(f"train.{name}: must be > 0, got {getattr(self, name)}")
 
 
-#: predict.precision values (smray.inference.PRECISIONS, which resolves them per machine)
+#: predict.precision values; smray.inference.PRECISIONS is the same tuple (inference imports no config:
+#: torch helpers stay low in the import levels) and resolves them per machine
 PREDICT_PRECISIONS = ("fp32", "bf16", "int8", "int8_bf16", "auto")
 
 

@@ -44,11 +44,10 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from smray.config import PREDICT_PRECISIONS
 from smray.errors import SmrayError
 
 #: the values of ``predict.precision`` (``auto`` resolves to one of the others per machine)
-PRECISIONS = PREDICT_PRECISIONS
+PRECISIONS = ("fp32", "bf16", "int8", "int8_bf16", "auto")
 #: resolved precisions whose convolutions / matrix products run under bf16 autocast
 BF16_AUTOCAST = ("bf16", "int8_bf16")
 #: resolved precisions whose nn.Linear layers are dynamically quantised to int8

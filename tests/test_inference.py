@@ -119,6 +119,9 @@ def test_fp32_is_unchanged(trained) -> None:
 # Capability checks: one line naming the field, before work
 # --------------------------------------------------------------------------------------------
 def test_cpu_capabilities_from_flags() -> None:
+    from smray.config import PREDICT_PRECISIONS
+
+    assert inference.PRECISIONS == PREDICT_PRECISIONS  # two copies of one list (config validates, inference runs)
     assert cpu_supports("fp32", frozenset())
     assert not cpu_supports("bf16", frozenset({"avx512f", "avx2"}))
     assert not cpu_supports("int8", frozenset({"avx2", "fma"}))
