@@ -238,13 +238,22 @@ class TrainConfig:
     svr_max_samples: int = 20000  #: SVR fits on a subsample of this size (its cost is quadratic)
     svr_c: float = 1.0  #: SVR C
     svr_epsilon: float = 0.01  #: SVR epsilon (normalised units)
+    #: "fp32", or "bf16": forward passes under bf16 autocast (AMP; weights, optimiser and loss sums fp32)
+    precision: str = "fp32"
 
     def __post_init__(self) -> None:
         if self.optimizer not in ("adam", "sgd"):
             raise SmrayError(f"train.optimizer: must be adam or sgd, got {self.optimizer!r}")
+        if self.precision not in ("fp32", "bf16"):
+            raise SmrayError(f"train.precision: must be fp32 or bf16, got {self.precision!r}")
         for name in ("lr", "batch_size", "epochs", "workers", "cpus_per_worker", "svr_max_samples"):
             if getattr(self, name) <= 0:
                 raise SmrayError(f"train.{name}: must be > 0, got {getattr(self, name)}")
+
+
+#: predict.precision values; smray.inference.PRECISIONS is the same tuple (inference imports no config:
+#: torch helpers stay low in the import levels) and resolves them per machine
+PREDICT_PRECISIONS = ("fp32", "bf16", "int8", "int8_bf16", "auto")
 
 
 @dataclass(frozen=True)
@@ -255,6 +264,10 @@ class PredictConfig:
     actor_cpus: float = 0.5  #: CPUs reserved per CPU actor (fractional: leaves room for the read tasks)
     use_gpu: bool | None = None  #: None: GPU actors when the cluster has GPUs
     band_rows: int = 64  #: output rows per fully convolutional band (bounds memory)
+    #: arithmetic of the CNN: fp32 | bf16 (autocast) | int8 (int8 fully connected layers) | int8_bf16
+    #: (both) | auto (the fastest the CPU/GPU supports); checked before work (smray.inference)
+    precision: str = "fp32"
+    overlap: bool = True  #: each actor reads the next day and writes the last one while the model runs
     coverage: float = 0.9  #: nominal coverage of the uncertainty interval written with the maps
     calibration_days: int = 10  #: training days (spread over the period) whose validation cells calibrate it
     new_store: bool = False  #: start a new store at ``out`` even if one from another model/config is there
@@ -268,6 +281,9 @@ class PredictConfig:
             raise SmrayError(f"predict.actor_cpus: must be > 0, got {self.actor_cpus}")
         if self.band_rows < 1:
             raise SmrayError(f"predict.band_rows: must be >= 1, got {self.band_rows}")
+        if self.precision not in PREDICT_PRECISIONS:
+            raise SmrayError(f"predict.precision: must be one of {', '.join(PREDICT_PRECISIONS)}, got "
+                             f"{self.precision!r}")
         if not 0.0 < self.coverage < 1.0:
             raise SmrayError(f"predict.coverage: must be in (0, 1), got {self.coverage}")
         check_custom_resources(self.task_resources, "predict.task_resources")

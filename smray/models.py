@@ -54,6 +54,7 @@ from torch.nn import functional as F
 
 from smray.config import ModelConfig, PatchConfig
 from smray.errors import SmrayError
+from smray.inference import host_to_device
 
 #: patch edge the models are built for (cells)
 PATCH_SIZE = 9
@@ -291,7 +292,7 @@ def patchwise_forward(model: nn.Module, tb_image: np.ndarray | Tensor, centres: 
     True in ``centres``, shape ``(H-8, W-8)``) and run the model on batches of patches.
     ``tb_image``: ``(C, H, W)`` scaled TBs. Returns ``(H-8, W-8)`` float32, NaN where not computed."""
     device = _device(model)
-    img = _as_image(tb_image).to(device)
+    img = host_to_device(_as_image(tb_image), device)
     c, h, w = img.shape
     out = np.full((h - PATCH_SIZE + 1, w - PATCH_SIZE + 1), np.nan, dtype=np.float32)
     windows = img.unfold(1, PATCH_SIZE, 1).unfold(2, PATCH_SIZE, 1)  # (C, H-8, W-8, 9, 9), a view
@@ -301,7 +302,7 @@ def patchwise_forward(model: nn.Module, tb_image: np.ndarray | Tensor, centres: 
             bi = torch.as_tensor(ii[s:s + batch_size], device=device)
             bj = torch.as_tensor(jj[s:s + batch_size], device=device)
             patches = windows[:, bi, bj].permute(1, 0, 2, 3).contiguous()
-            out[ii[s:s + batch_size], jj[s:s + batch_size]] = model(patches).cpu().numpy()
+            out[ii[s:s + batch_size], jj[s:s + batch_size]] = model(patches).float().cpu().numpy()
     return out
 
 
@@ -323,7 +324,7 @@ def fcn_forward(model: nn.Module, tb_image: np.ndarray | Tensor, valid: np.ndarr
     Returns:
         ``(H-8, W-8)`` float32; ``[i, j]`` is the output for the window centred on ``[i+4, j+4]``.
     """
-    img = _as_image(tb_image).to(_device(model))
+    img = host_to_device(_as_image(tb_image), _device(model))
     if img.ndim != 3 or img.shape[1] < PATCH_SIZE or img.shape[2] < PATCH_SIZE:
         raise SmrayError(f"image input: expected (C, H>=9, W>=9), got {tuple(img.shape)}")
     c, h, w = img.shape
@@ -344,14 +345,15 @@ def fcn_forward(model: nn.Module, tb_image: np.ndarray | Tensor, valid: np.ndarr
             r1 = min(oh, r0 + band_rows)
             band = img[None, :, r0:r1 + PATCH_SIZE - 1]
             if valid is None:
-                out[r0:r1] = dense(band)[0].cpu().numpy()
+                out[r0:r1] = dense(band)[0].float().cpu().numpy()
             elif valid[r0:r1].any():
                 _masked_band(model, band, valid[r0:r1], out[r0:r1], chunk)
     return out
 
 
 def _device(model: nn.Module) -> torch.device:
-    return next(model.parameters()).device
+    """The device of the model's parameters (CPU for a model without any, e.g. all layers int8)."""
+    return next(model.parameters(), torch.empty(0)).device
 
 
 def _as_image(tb_image: np.ndarray | Tensor) -> Tensor:
@@ -368,7 +370,7 @@ def _pixel_image(model: PixelMLP, img: Tensor, valid: np.ndarray | None, out: np
     with torch.no_grad():
         for s in range(0, len(idx), chunk):
             sel = idx[s:s + chunk]
-            flat[sel] = model.forward_pixels(centre[torch.as_tensor(sel, device=img.device)]).cpu().numpy()
+            flat[sel] = model.forward_pixels(centre[torch.as_tensor(sel, device=img.device)]).float().cpu().numpy()
 
 
 def _masked_band(m: PaperCNN, band: Tensor, valid: np.ndarray, out: np.ndarray, chunk: int) -> None:
@@ -397,4 +399,4 @@ def _masked_band(m: PaperCNN, band: Tensor, valid: np.ndarray, out: np.ndarray, 
         bi, bj = vi[s:s + chunk], vj[s:s + chunk]
         rows = [torch.as_tensor(slot[bi + a, bj + b], device=device) for a in (0, 2) for b in (0, 2)]
         feats = torch.stack([conv3[r] for r in rows], dim=-1)  # (n, c3, 4): (channel, a, b) order
-        out[bi, bj] = m.head(feats.reshape(len(bi), -1)).cpu().numpy()
+        out[bi, bj] = m.head(feats.reshape(len(bi), -1)).float().cpu().numpy()

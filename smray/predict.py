@@ -57,6 +57,8 @@ from smray.serial import as_optional_date, read_json
 from smray.storage import StorageConfig, check_reachable, filesystem, join, read_bytes, resolve_storage, write_bytes
 
 PHYSICAL = "physical"
+#: model kinds that are torch networks (predict.precision and predict.use_gpu apply to them)
+TORCH_KINDS = ("cnn", "pixel")
 UNCERTAINTY_FILE = "uncertainty.json"
 UNCERTAINTY_FORMAT = "smray-uncertainty-1"
 #: calibration: at most this many quantile bins of the predicted value per pass-count group, and at
@@ -206,19 +208,19 @@ class Predictor:
     """A loaded model: ``predict(inp)`` → ``(H, W)`` float32 m³/m³, NaN where not valid."""
 
     def __init__(self, source: ModelSource, storage: StorageConfig, *, band_rows: int = 64,
-                 use_gpu: bool = False) -> None:
+                 use_gpu: bool = False, precision: str = "fp32") -> None:
         self.source = source
         self.band_rows = band_rows
         self.stats = NormStats.from_dict(source.norm_stats or {}, f"{source.url} normalisation")
+        self.precision = "fp32"
         if source.kind in ("cnn", "pixel"):
-            import torch
-
+            from smray import inference
             from smray.checkpoint import load_model
 
+            self.device = inference.select_device(bool(use_gpu), "predict.use_gpu")
+            self.precision = inference.resolve_precision(precision, self.device)
             model, _ = load_model(source.artefact, storage=storage)
-            if use_gpu and torch.cuda.is_available():
-                model = model.to("cuda")
-            self.model = model.eval()
+            self.model = inference.prepare_for_inference(model, self.precision, self.device)
         else:
             from smray.baselines import load_svr
 
@@ -230,9 +232,11 @@ class Predictor:
 
     def predict_scaled(self, inp: DayInput) -> np.ndarray:
         if self.source.kind in ("cnn", "pixel"):
+            from smray.inference import autocast
             from smray.models import fcn_forward
 
-            return fcn_forward(self.model, inp.image, inp.valid, band_rows=self.band_rows)
+            with autocast(self.device, self.precision):
+                return fcn_forward(self.model, inp.image, inp.valid, band_rows=self.band_rows)
         from smray.baselines import predict_svr
         from smray.patches import extract_patches
 
@@ -368,6 +372,8 @@ def calibrate(source: ModelSource, predictor: Predictor, storage: StorageConfig,
     fs, root = filesystem(source.url, storage)
     key = {"model_sha256": source.sha256, "coverage": float(coverage), "max_days": int(max_days),
            "format": UNCERTAINTY_FORMAT}
+    if predictor.precision != "fp32":  # calibrated on maps of the arithmetic they are written in
+        key["precision"] = predictor.precision
     path = join(root, UNCERTAINTY_FILE)
     try:
         cached = read_json(join(source.url, UNCERTAINTY_FILE), storage)
@@ -456,6 +462,8 @@ class PredictContext:
     torch_threads: int
     twin: str | None
     seed: int
+    precision: str = "fp32"  #: resolved predict.precision (smray.inference)
+    overlap: bool = True  #: read the next day and write the last one while the model runs (smray.overlap)
 
 
 class PredictDay:
@@ -474,17 +482,34 @@ class PredictDay:
         if ctx.source.kind == PHYSICAL:
             self.predictor: Any = PhysicalPredictor(ctx.twin or "", ctx.cube, ctx.storage, ctx.seed)
         else:
-            self.predictor = Predictor(ctx.source, ctx.storage, band_rows=ctx.band_rows, use_gpu=ctx.use_gpu)
+            self.predictor = Predictor(ctx.source, ctx.storage, band_rows=ctx.band_rows, use_gpu=ctx.use_gpu,
+                                       precision=ctx.precision)
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        rows = [self.run(cubemod.date_of(int(d))) for d in batch["day"]]
+        rows = list(self.run_many([cubemod.date_of(int(d)) for d in batch["day"]]))
         return {k: np.array([r[k] for r in rows]) for k in ("day", "status", "n_valid", "seconds")}
 
     def run(self, date: dt.date) -> dict[str, Any]:
         """Predict ``date`` and write its chunks and record; returns the record's summary."""
-        t0 = time.perf_counter()
+        return next(self.run_many([date]))
+
+    def run_many(self, dates: list[dt.date]) -> Iterator[dict[str, Any]]:
+        """:meth:`run` for each of ``dates`` in order; with ``ctx.overlap`` the next day is read and the
+        last one written while the model runs (:func:`smray.overlap.pipelined`)."""
+        from smray.overlap import pipelined
+
+        for _, summary in pipelined(dates, self.read, self.compute, self.write, overlap=self.ctx.overlap):
+            yield summary
+
+    def read(self, date: dt.date) -> tuple[float, dict[str, np.ndarray]]:
+        """(start time, the cube day) — the input of :meth:`compute`."""
+        return time.perf_counter(), cubemod.read_day(self.ctx.cube, self.ctx.storage, date)
+
+    def compute(self, date: dt.date, read: tuple[float, dict[str, np.ndarray]]) -> tuple[float, dict[str, Any]]:
+        """The day's maps, QC and record from :meth:`read`'s output (no I/O but the physical
+        retrieval's ancillary file)."""
+        t0, day = read
         ctx = self.ctx
-        day = cubemod.read_day(ctx.cube, ctx.storage, date)
         if ctx.source.kind == PHYSICAL:
             valid = valid_inputs(day, self.land, ctx.mask, self.ch_idx, 1, self.periodic)
             per_pass = self.predictor.predict_day(day, date, valid)
@@ -498,9 +523,14 @@ class PredictDay:
                   "n_asc": int(np.isfinite(per_pass[0]).sum()), "n_desc": int(np.isfinite(per_pass[1]).sum()),
                   "n_two_passes": int((n == 2).sum()), "pid": os.getpid(),
                   "seconds": round(time.perf_counter() - t0, 3)}
-        mapstore.write_day(ctx.out, ctx.storage, date, maps, day["qc"], record)
-        return {"day": cubemod.days_since_epoch(date), "status": record["status"], "n_valid": n_valid,
-                "seconds": time.perf_counter() - t0}
+        return t0, {"maps": maps, "qc": day["qc"], "record": record}
+
+    def write(self, date: dt.date, computed: tuple[float, dict[str, Any]]) -> dict[str, Any]:
+        """Write :meth:`compute`'s chunks, then the record; returns the day's summary."""
+        t0, out = computed
+        mapstore.write_day(self.ctx.out, self.ctx.storage, date, out["maps"], out["qc"], out["record"])
+        return {"day": cubemod.days_since_epoch(date), "status": out["record"]["status"],
+                "n_valid": out["record"]["n_valid"], "seconds": time.perf_counter() - t0}
 
 
 # --------------------------------------------------------------------------------------------
@@ -528,9 +558,12 @@ class PredictSummary:
                 f"{self.actors} actor(s), {self.seconds:.1f} s ({self.seconds_per_day:.2f} s/day) -> {self.out}")
 
 
-def store_signature(source: ModelSource, cube_url: str, cinfo: cubemod.CubeInfo, cfg: Config) -> dict[str, Any]:
-    """What every day of a store must share: model, cube, grid, validity and interval settings."""
-    return {"model_kind": source.kind, "model": source.url, "model_sha256": source.sha256,
+def store_signature(source: ModelSource, cube_url: str, cinfo: cubemod.CubeInfo, cfg: Config,
+                    precision: str = "fp32") -> dict[str, Any]:
+    """What every day of a store must share: model, cube, grid, validity and interval settings, and
+    the arithmetic (``precision``, recorded when not fp32)."""
+    extra = {"precision": precision} if precision != "fp32" else {}
+    return {**extra, "model_kind": source.kind, "model": source.url, "model_sha256": source.sha256,
             "model_fingerprint": source.fingerprint, "cube": cube_url, "grid": cinfo.grid.to_dict(),
             "qc_block": list(block_names(prediction_mask(cfg.qc.block))), "coverage": float(cfg.predict.coverage),
             "seed": int(cfg.train.seed) if source.kind == PHYSICAL else None}
@@ -644,13 +677,15 @@ def run_predict(cfg: Config, cube_url: str, model_url: str, out_url: str, start:
     source = describe_model(model_url, storage, cinfo)
     if source.kind == PHYSICAL:
         _check_twin(twin_url, storage)
-    signature = store_signature(source, cube_url, cinfo, cfg)
+    device = planned_device(cfg, engine) if source.kind in TORCH_KINDS else "cpu"
+    precision = plan_precision(cfg, source.kind, engine)
+    signature = store_signature(source, cube_url, cinfo, cfg, precision)
     check_store(out_url, storage, signature, pc.new_store)
     check_reachable(out_url, storage, create=True)
     calibration = None
     if source.kind != PHYSICAL:
-        calibration = calibrate(source, Predictor(source, storage, band_rows=pc.band_rows), storage, pc.coverage,
-                                pc.calibration_days, progress)
+        calibration = calibrate(source, calibration_predictor(source, storage, pc.band_rows, device, precision),
+                                storage, pc.coverage, pc.calibration_days, progress)
     unc = {"method": calibration["method"] if calibration else "none (the physical retrieval has no validation "
                                                                  "data to calibrate on)",
            "calibration": {k: calibration[k] for k in ("n", "n_by_passes", "days", "groups", "pooled", "cube",
@@ -667,9 +702,9 @@ def run_predict(cfg: Config, cube_url: str, model_url: str, out_url: str, start:
         progress(f"predict: {summary.days_skipped} of {len(dates)} day(s) already in {out_url}; skipping them")
     ctx = PredictContext(cube=cube_url, out=out_url, storage=storage, source=source,
                          mask=prediction_mask(cfg.qc.block), calibration=calibration, band_rows=pc.band_rows,
-                         use_gpu=False,
+                         use_gpu=bool(pc.use_gpu) if engine == "local" else False,
                          torch_threads=max(1, round(pc.actor_cpus)) if engine == "ray" else (os.cpu_count() or 1),
-                         twin=twin_url, seed=cfg.train.seed)
+                         twin=twin_url, seed=cfg.train.seed, precision=precision, overlap=pc.overlap)
     if pending:
         results = _run_ray(cfg, ctx, pending, summary, progress) if engine == "ray" else \
             _run_local(ctx, pending, summary)
@@ -697,6 +732,67 @@ def run_predict(cfg: Config, cube_url: str, model_url: str, out_url: str, start:
     return summary
 
 
+def planned_device(cfg: Config, engine: str = "ray") -> str:
+    """Where the torch models will run, "cuda" or "cpu", decided before any work. ``predict.use_gpu``
+    true where there can be no GPU is one line naming the field: the local engine asks this machine
+    for a CUDA device; Ray asks the connected cluster what it can ever hold
+    (:func:`smray.raysupport.refuse_impossible`: a local runtime, or the node types an autoscaler
+    publishes; GPUs merely not up yet are waited for by :func:`_resources`), or, before a local runtime
+    is started, this machine (the runtime it will be). A cluster not connected yet (``ray.address``) is
+    asked when it is. ``use_gpu`` null: GPUs when the cluster has or can have them (as
+    :func:`_resources` decides)."""
+    from smray import inference
+    from smray import raysupport as rs
+
+    pc = cfg.predict
+    if engine == "local":
+        return inference.select_device(bool(pc.use_gpu), "predict.use_gpu").type
+    if rs.is_initialized():
+        if pc.use_gpu:
+            rs.refuse_impossible({"GPU": 1.0}, what="GPU prediction actors", field="predict.use_gpu")
+            return "cuda"
+        limits = rs.cluster_limits() or {}
+        gpus = max(rs.cluster_resource("GPU"), limits.get("GPU", 0.0))
+        return "cuda" if pc.use_gpu is None and gpus >= 1 else "cpu"
+    if (cfg.ray.address or os.environ.get("RAY_ADDRESS")) not in (None, "", "local"):
+        return "cuda" if pc.use_gpu else "cpu"
+    import torch
+
+    gpus = torch.cuda.device_count()
+    if pc.use_gpu and gpus < 1:
+        raise SmrayError("predict.use_gpu: GPU prediction actors need 1 GPU; this machine, where the local Ray "
+                         "runtime starts, has no CUDA device")
+    return "cuda" if pc.use_gpu or (pc.use_gpu is None and gpus >= 1) else "cpu"
+
+
+def plan_precision(cfg: Config, kind: str, engine: str = "ray") -> str:
+    """``predict.precision`` resolved for the device a model of ``kind`` will run on
+    (:func:`planned_device`) before any work: one line naming ``predict.precision`` when that device
+    cannot run it, or ``predict.use_gpu`` when it asks for a GPU that is not there; fp32 for models
+    that are not torch networks (SVR, physical), which ignore the setting. GPU actors of a cluster
+    joined later re-resolve it for CUDA (:func:`_run_ray`)."""
+    from smray import inference
+
+    if kind not in TORCH_KINDS:
+        return "fp32"
+    return inference.resolve_precision(cfg.predict.precision, planned_device(cfg, engine))
+
+
+def calibration_predictor(source: ModelSource, storage: StorageConfig, band_rows: int, device: str,
+                          precision: str) -> Predictor:
+    """The driver's model for the calibration: the planned device and precision where the driver has
+    them (a local runtime is this machine); a CPU driver of a GPU cluster calibrates on its CPU, in
+    ``precision`` when the CPU runs it natively, else in fp32."""
+    import torch
+
+    from smray import inference
+
+    on_gpu = device == "cuda" and torch.cuda.is_available()
+    if not on_gpu and precision != "fp32" and not inference.cpu_supports(precision):
+        precision = "fp32"
+    return Predictor(source, storage, band_rows=band_rows, use_gpu=on_gpu, precision=precision)
+
+
 def _check_twin(twin_url: str | None, storage: StorageConfig) -> None:
     from smray.truth import STATIC_PATH
 
@@ -711,9 +807,7 @@ def _check_twin(twin_url: str | None, storage: StorageConfig) -> None:
 def _run_local(ctx: PredictContext, pending: list[dt.date], summary: PredictSummary) -> Iterator[dict[str, Any]]:
     """The same per-day work in a plain loop (no Ray): the baseline of the benchmark."""
     summary.actors = 1
-    worker = PredictDay(ctx)
-    for d in pending:
-        yield worker.run(d)
+    yield from PredictDay(ctx).run_many(pending)
 
 
 def _run_ray(cfg: Config, ctx: PredictContext, pending: list[dt.date], summary: PredictSummary,
@@ -724,7 +818,10 @@ def _run_ray(cfg: Config, ctx: PredictContext, pending: list[dt.date], summary: 
     started = init_ray(cfg.ray)
     try:
         use_gpu, actors, actor_cpus = _resources(cfg, ctx.source, len(pending), progress)
-        ctx = dataclasses.replace(ctx, use_gpu=use_gpu)
+        if use_gpu:
+            from smray.inference import resolve_precision
+
+            ctx = dataclasses.replace(ctx, use_gpu=True, precision=resolve_precision(cfg.predict.precision, "cuda"))
         summary.actors = actors
         progress(f"predict: {len(pending)} day(s) on {actors} {'GPU' if use_gpu else 'CPU'} actor(s) -> {ctx.out}")
         yield from actor_pool_rows(ctx, pending, actors, actor_cpus, use_gpu, cfg.predict.task_resources)
@@ -748,5 +845,6 @@ def actor_pool_rows(ctx: PredictContext, dates: list[dt.date], actors: int, acto
 
 
 __all__ = ["PredictSummary", "PredictDay", "PredictContext", "ModelSource", "Predictor", "PhysicalPredictor",
-           "run_predict", "describe_model", "calibrate", "valid_inputs", "pad_image", "day_inputs", "predict_maps",
+           "run_predict", "planned_device", "plan_precision", "calibration_predictor", "describe_model", "calibrate",
+           "valid_inputs", "pad_image", "day_inputs", "predict_maps",
            "combine", "conformal_quantile", "fit_table", "lookup", "halfwidth_map", "prediction_mask"]

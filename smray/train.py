@@ -227,9 +227,9 @@ def train_func(config: dict[str, Any]) -> dict[str, Any]:
         batches = rs.iter_torch_batches(train_shard, batch_size=tc.batch_size, shuffle_buffer=SHUFFLE_BUFFER_ROWS,
                                         shuffle_seed=_shuffle_seed(tc.seed, epoch, rank),
                                         prefetch_batches=PREFETCH_BATCHES)
-        tr = train_epoch_dp(net, _xy(batches), optimizer, world_size=world, reduce_sum=reduce)
+        tr = train_epoch_dp(net, _xy(batches), optimizer, world_size=world, reduce_sum=reduce, precision=tc.precision)
         t1 = time.perf_counter()
-        va = eval_sums(model, _xy(rs.iter_torch_batches(val_shard, batch_size=EVAL_BATCH_SIZE)))
+        va = eval_sums(model, _xy(rs.iter_torch_batches(val_shard, batch_size=EVAL_BATCH_SIZE)), tc.precision)
         t2 = time.perf_counter()
         sums = torch.cat([tr["sums"], va])
         if reduce is not None:

@@ -29,6 +29,7 @@ import torch
 from torch import Tensor, nn
 
 from smray.config import TrainConfig
+from smray.inference import autocast
 from smray.metrics import SUMS, error_sums, scores
 
 Batch = tuple[Tensor, Tensor]
@@ -96,7 +97,7 @@ def _add_sums(acc: Tensor, err: Tensor, y: Tensor) -> None:
 
 
 def train_epoch_dp(model: nn.Module, batches: Iterable[Batch], optimizer: torch.optim.Optimizer, *,
-                   world_size: int = 1, reduce_sum: Reducer | None = None) -> dict[str, Any]:
+                   world_size: int = 1, reduce_sum: Reducer | None = None, precision: str = "fp32") -> dict[str, Any]:
     """One pass over this worker's ``batches`` ``(x (N, C, 9, 9), y (N,))``, one optimiser step per
     batch, minimising the mean squared error over the finite samples of the batch *on all workers*.
 
@@ -107,7 +108,9 @@ def train_epoch_dp(model: nn.Module, batches: Iterable[Batch], optimizer: torch.
     batch — a worker whose batch has no finite sample contributes a zero gradient — so the
     gradient all-reduces stay in step; a batch with no finite sample anywhere, or non-finite
     gradients after the all-reduce, is skipped on every worker alike. All workers must yield the
-    same number of batches (Ray Train's ``streaming_split(equal=True)`` does).
+    same number of batches (Ray Train's ``streaming_split(equal=True)`` does). ``precision`` "bf16"
+    runs the forward passes under bf16 autocast (:func:`smray.inference.autocast`; loss, gradients
+    and weights stay fp32).
 
     Returns ``sums`` (float64 ``(6,)`` in :data:`SUM_FIELDS` order, this worker's samples used, taken
     before each step), ``skipped_batches`` (the same on every worker) and ``steps``.
@@ -132,11 +135,15 @@ def train_epoch_dp(model: nn.Module, batches: Iterable[Batch], optimizer: torch.
         optimizer.zero_grad(set_to_none=True)
         if n_ok:
             xs, ys = (x, y) if n_ok == len(y) else (x[ok], y[ok])
-            err = model(xs).reshape(-1) - ys
+            with autocast(device, precision):
+                pred = model(xs)
+            err = pred.reshape(-1).float() - ys
             sse = (err * err).sum()
         else:  # nothing finite here, but the other workers step: join their all-reduce with zeros
             err = None
-            sse = model(torch.zeros((1, *x.shape[1:]), dtype=x.dtype, device=device)).sum() * 0.0
+            with autocast(device, precision):
+                zero = model(torch.zeros((1, *x.shape[1:]), dtype=x.dtype, device=device))
+            sse = zero.float().sum() * 0.0
         loss = sse * (world_size / n_all)
         if world_size == 1 and not torch.isfinite(loss):
             skipped += 1
@@ -154,9 +161,10 @@ def train_epoch_dp(model: nn.Module, batches: Iterable[Batch], optimizer: torch.
     return {"sums": acc, "skipped_batches": skipped, "steps": steps}
 
 
-def eval_sums(model: nn.Module, batches: Iterable[Batch]) -> Tensor:
+def eval_sums(model: nn.Module, batches: Iterable[Batch], precision: str = "fp32") -> Tensor:
     """Validation sums over the finite samples of ``batches`` (float64 ``(6,)``, :data:`SUM_FIELDS`),
-    to be added over workers before :func:`metrics_from_sums`. ``model`` is put in eval mode."""
+    to be added over workers before :func:`metrics_from_sums`. ``model`` is put in eval mode;
+    ``precision`` as in :func:`train_epoch_dp`."""
     device = next(model.parameters()).device
     model.eval()
     acc = torch.zeros(len(SUM_FIELDS), dtype=torch.float64)
@@ -170,7 +178,9 @@ def eval_sums(model: nn.Module, batches: Iterable[Batch]) -> Tensor:
             if n_ok == 0:
                 continue
             xs, ys = (x, y) if n_ok == len(y) else (x[ok], y[ok])
-            _add_sums(acc, model(xs).reshape(-1).double() - ys.double(), ys)
+            with autocast(device, precision):
+                pred = model(xs)
+            _add_sums(acc, pred.reshape(-1).double() - ys.double(), ys)
     acc[SUM_FIELDS.index("dropped")] = float(dropped)
     return acc
 
@@ -185,7 +195,8 @@ def metrics_from_sums(sums: Tensor | np.ndarray) -> dict[str, float]:
             "skipped_nonfinite": int(s[SUM_FIELDS.index("dropped")])}
 
 
-def train_epoch(model: nn.Module, batches: Iterable[Batch], optimizer: torch.optim.Optimizer) -> dict[str, Any]:
+def train_epoch(model: nn.Module, batches: Iterable[Batch], optimizer: torch.optim.Optimizer,
+                precision: str = "fp32") -> dict[str, Any]:
     """One pass over ``batches`` with one optimiser step per batch, minimising the MSE (the paper's
     Euclidean loss); :func:`train_epoch_dp` on one worker.
 
@@ -193,20 +204,20 @@ def train_epoch(model: nn.Module, batches: Iterable[Batch], optimizer: torch.opt
     ``skipped_nonfinite`` (samples dropped for a NaN/inf in x or y) and ``skipped_batches``
     (batches without a step: empty after dropping, or non-finite loss/gradient).
     """
-    out = train_epoch_dp(model, batches, optimizer)
+    out = train_epoch_dp(model, batches, optimizer, precision=precision)
     m = metrics_from_sums(out["sums"])
     return {"loss": m["loss"], "n": m["n"], "skipped_nonfinite": m["skipped_nonfinite"],
             "skipped_batches": out["skipped_batches"]}
 
 
-def evaluate(model: nn.Module, batches: Iterable[Batch]) -> dict[str, Any]:
+def evaluate(model: nn.Module, batches: Iterable[Batch], precision: str = "fp32") -> dict[str, Any]:
     """Validation metrics over all samples of ``batches`` (non-finite samples dropped and counted).
 
     ``loss`` = MSE, ``rmse`` = √MSE in the units of y, ``r2`` = 1 − SSE/SST with SST about the mean of
     all y (NaN when fewer than 2 samples or constant y), ``bias`` = mean(prediction − y), ``n``.
     Sums are accumulated in float64 (:func:`eval_sums`, :func:`metrics_from_sums`).
     """
-    return metrics_from_sums(eval_sums(model, batches))
+    return metrics_from_sums(eval_sums(model, batches, precision))
 
 
 class EarlyStopping:
@@ -268,8 +279,8 @@ def fit(model: nn.Module, train_batches_fn: Callable[[int], Iterable[Batch]],
     best_state: dict[str, Tensor] | None = None
     history: list[dict[str, Any]] = []
     for epoch in range(start_epoch, train_cfg.epochs):
-        tr = train_epoch(model, train_batches_fn(epoch), optimizer)
-        va = evaluate(model, val_batches_fn(epoch)) if val_batches_fn is not None else None
+        tr = train_epoch(model, train_batches_fn(epoch), optimizer, train_cfg.precision)
+        va = evaluate(model, val_batches_fn(epoch), train_cfg.precision) if val_batches_fn is not None else None
         monitored = va["loss"] if va is not None else tr["loss"]
         improved = stopper.step(monitored, epoch)
         if improved and restore_best:

@@ -313,6 +313,65 @@ def test_range_outside_the_cube_is_refused(setup: dict, tmp_path: Path, capsys) 
     assert not out.exists()
 
 
+@pytest.mark.parametrize("predict,line", [
+    ({"precision": "int8"}, "predict.precision: int8 needs a CPU with one of the instructions avx512_vnni"),
+    ({"use_gpu": True}, "predict.use_gpu: GPU prediction actors need 1 GPU; the local Ray runtime this process "
+                        "started has 0 GPU and cannot grow")])
+def test_precision_or_gpu_this_machine_lacks_is_one_line_before_work(setup: dict, tmp_path: Path, capsys,
+                                                                     monkeypatch, predict: dict, line: str) -> None:
+    """``smray predict`` with ``predict.precision: int8`` on a CPU without VNNI (this machine's flags
+    replaced by an AVX2 machine's) or ``predict.use_gpu: true`` on a cluster without a GPU."""
+    from smray import inference
+
+    if predict.get("use_gpu") and torch.cuda.is_available():
+        pytest.skip("this machine has CUDA")
+    monkeypatch.setattr(inference, "cpu_flags", lambda: frozenset({"avx2", "fma"}))
+    cfg_path = write_config(tmp_path / "cfg.yaml", base=PREDICT, predict=predict)
+    out = tmp_path / "maps.zarr"
+    assert main(["predict", "--cube", setup["cube"], "--model", setup["cnn"], "--start", END.isoformat(),
+                 "--end", END.isoformat(), "--out", str(out), "--config", str(cfg_path)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith(f"smray: error: {line}") and "\n" not in err, err
+    assert not out.exists()
+
+
+def test_reduced_precision_and_overlap_in_predict(setup: dict, tmp_path: Path) -> None:
+    """The fastest precision this CPU has, without the overlap: maps within the stated tolerance of the
+    actor pool's fp32 maps, the arithmetic in the store's signature and the same as the stage's rule
+    plans; fp32 with the overlap (two days: the second read and the first write run during a model
+    call): the pool's maps."""
+    from smray.inference import TOLERANCE_M3, cpu_supports
+    from smray.predict import plan_precision
+
+    have = [p for p in ("int8_bf16", "int8", "bf16") if cpu_supports(p)]
+    if not have:
+        pytest.skip("this CPU has neither bf16 nor int8 instructions")
+    precision = have[0]
+    model = tmp_path / "cnn"
+    shutil.copytree(setup["cnn"], model)  # its calibration, recomputed in this precision, stays out of the fixture's
+    days = [END - dt.timedelta(days=1), END]
+    base = setup["cfg"]
+    cfg = dataclasses.replace(base, predict=dataclasses.replace(base.predict, precision=precision, overlap=False))
+    low = tmp_path / "low.zarr"
+    s = run_predict(cfg, setup["cube"], str(model), str(low), days[0], days[1], progress=quiet, engine="local")
+    assert s.days_written == 2
+    signature = json.loads(xr.open_zarr(str(low)).attrs["smray_predict_signature"])
+    assert signature["precision"] == precision == plan_precision(cfg, "cnn")
+    rms_tol, max_tol = TOLERANCE_M3[precision]
+    for d in days:
+        a, b = mapstore.read_day(str(low), None, d), mapstore.read_day(setup["full"], None, d)
+        for name in ("soil_moisture_asc", "soil_moisture_desc", "soil_moisture"):
+            assert np.array_equal(np.isfinite(a[name]), np.isfinite(b[name])), (d, name)
+            diff = (a[name] - b[name])[np.isfinite(b[name])]
+            assert np.sqrt(np.mean(diff ** 2)) <= rms_tol and np.abs(diff).max() <= max_tol, (d, name)
+    assert json.loads((model / "uncertainty.json").read_text())["precision"] == precision
+    both = tmp_path / "overlap.zarr"
+    cfg = dataclasses.replace(base, predict=dataclasses.replace(base.predict, overlap=True))
+    run_predict(cfg, setup["cube"], setup["cnn"], str(both), days[0], days[1], progress=quiet, engine="local")
+    assert "precision" not in json.loads(xr.open_zarr(str(both)).attrs["smray_predict_signature"])
+    assert_same_maps(str(both), setup["full"], days, atol=1e-5)
+
+
 def test_store_of_another_model_is_refused_and_new_store_replaces_it(setup: dict, tmp_path: Path) -> None:
     out = tmp_path / "maps.zarr"
     run_predict(setup["cfg"], setup["cube"], setup["cnn"], str(out), END, END, progress=quiet, engine="local")

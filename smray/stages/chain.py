@@ -102,9 +102,10 @@ def check_outputs(plan: Plan, storage: StorageConfig) -> None:
 def check_resources(cfg: Config, plan: Plan) -> None:
     """Refuse before any work what the cluster can never provide: GPUs asked for (``train.use_gpu`` /
     ``predict.use_gpu`` true) on a local runtime without them or on a cluster none of whose node types
-    has them (where Ray publishes the node types). Resources that are merely not up yet are waited
-    for by each stage when it needs them (an autoscaling cluster starts from zero). Ray must be
-    initialised."""
+    has them (where Ray publishes the node types), and a ``predict.precision`` the device prediction
+    will use cannot run (the driver's CPU flags stand for the CPU workers'). Resources that are merely
+    not up yet are waited for by each stage when it needs them (an autoscaling cluster starts from
+    zero). Ray must be initialised."""
     from smray import raysupport as rs
 
     lay = plan.layout
@@ -116,6 +117,10 @@ def check_resources(cfg: Config, plan: Plan) -> None:
         asks.append(("predict.use_gpu", "GPU prediction actors", {"GPU": 1.0}))
     for field_name, what, need in asks:
         rs.refuse_impossible(need, what=what, field=field_name)
+    if "predict" in plan.stages and any(k in ("cnn", "pixel") for k in lay.kinds):
+        from smray.predict import plan_precision
+
+        plan_precision(cfg, "cnn")  # predict.precision the planned device cannot run: one line, before any stage
 
 
 @dataclass

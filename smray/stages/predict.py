@@ -3,8 +3,9 @@
 the cube ``paths.cube`` and the training run ``paths.models`` (:mod:`smray.predict`).
 
 Current when the store is a map store of this cube and of the model's current weights (the store
-signature: checkpoint SHA-256, fingerprint, grid, QC and interval settings) and every day of the
-model's range has a completion record with its chunks present. A store written by another model or
+signature: checkpoint SHA-256, fingerprint, grid, QC and interval settings, and the arithmetic
+``predict.precision`` resolves to on this cluster) and every day of the model's range has a
+completion record with its chunks present. A store written by another model or
 settings is replaced; ``force`` removes the range's records and those days are rewritten."""
 
 from __future__ import annotations
@@ -57,7 +58,7 @@ class PredictStage(Stage):
     def unit_state(self, cfg: Config, lay: Layout, unit: str, storage: StorageConfig) -> StageState:
         from smray import cube as cubemod
         from smray import mapstore
-        from smray.predict import describe_model, store_signature
+        from smray.predict import describe_model, plan_precision, store_signature
         from smray.train import kind_config
 
         url, cube = lay.map_store(unit), lay.need("cube")
@@ -70,7 +71,8 @@ class PredictStage(Stage):
             return StageState(False, f"{url} is not a readable map store ({err}); replacing it", replace=True)
         cinfo = cubemod.info(cube, storage)
         source = describe_model(model_url(lay, unit), storage, cinfo)
-        ours = store_signature(source, cube, cinfo, kind_config(cfg, unit))
+        kcfg = kind_config(cfg, unit)
+        ours = store_signature(source, cube, cinfo, kcfg, plan_precision(kcfg, source.kind))
         differ = [k for k in sorted(set(ours) | set(theirs)) if ours.get(k) != theirs.get(k)]
         if differ:
             return StageState(False, f"{url} was written with another {', '.join(differ[:3])}; replacing it",
