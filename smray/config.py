@@ -240,8 +240,16 @@ class TrainConfig:
     svr_epsilon: float = 0.01  #: SVR epsilon (normalised units)
     #: "fp32", or "bf16": forward passes under bf16 autocast (AMP; weights, optimiser and loss sums fp32)
     precision: str = "fp32"
+    #: order in which an epoch reads the training days: "shuffled" (a new seeded random order every
+    #: epoch) or "calendar" (first to last day, every epoch)
+    day_order: str = "shuffled"
+    shuffle_buffer: int = 8192  #: rows each worker mixes across days (local shuffle buffer; 0 = none)
 
     def __post_init__(self) -> None:
+        if self.day_order not in ("shuffled", "calendar"):
+            raise SmrayError(f"train.day_order: must be shuffled or calendar, got {self.day_order!r}")
+        if self.shuffle_buffer < 0:
+            raise SmrayError(f"train.shuffle_buffer: must be >= 0, got {self.shuffle_buffer}")
         if self.optimizer not in ("adam", "sgd"):
             raise SmrayError(f"train.optimizer: must be adam or sgd, got {self.optimizer!r}")
         if self.precision not in ("fp32", "bf16"):

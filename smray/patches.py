@@ -367,7 +367,8 @@ def _sample_batch(batch: dict[str, np.ndarray], *, cube_url: str, storage: Stora
 
 def patch_dataset(cube_url: str, storage: StorageConfig | None, dates: Iterable[dt.date], patch_cfg: PatchConfig,
                   qc_block: int | Sequence[str], stats: NormStats, split: str = "train", *,
-                  land_min: float = LAND_MIN, num_cpus: float = 1.0, max_concurrency: int | None = None) -> Any:
+                  land_min: float = LAND_MIN, num_cpus: float = 1.0, max_concurrency: int | None = None,
+                  day_seed: int | None = None) -> Any:
     """A lazy ``ray.data.Dataset`` of the samples of ``dates`` (one task per day calling
     :func:`sample_day`), keeping ``split`` ("train", "val" or "all").
 
@@ -375,10 +376,12 @@ def patch_dataset(cube_url: str, storage: StorageConfig | None, dates: Iterable[
     m³/m³; ``is_val`` bool; ``day`` int32 days since 1970-01-01; ``pass_index`` int8 (index in the
     cube's passes A, D; −1 when stacked); ``row``/``col`` int32. Rows come day by day, training rows
     in random order within a day; shuffle across days downstream (e.g. ``local_shuffle_buffer_size``).
+    Days come in calendar order, or with ``day_seed`` in a random order that is new on every
+    consumption (epoch) and the same for the same seed (:func:`smray.raysupport.shuffle_blocks_every_run`).
     Nothing is read until the dataset is consumed; the driver holds only the dates. ``num_cpus`` are
     reserved per day task, at most ``max_concurrency`` day tasks run at once (None: as CPUs allow).
     """
-    from smray.raysupport import dataset_from_items, map_batches
+    from smray.raysupport import dataset_from_items, map_batches, shuffle_blocks_every_run
 
     if split not in SPLITS:
         raise SmrayError(f"patch_dataset: split must be one of {', '.join(SPLITS)}, got {split!r}")
@@ -389,6 +392,8 @@ def patch_dataset(cube_url: str, storage: StorageConfig | None, dates: Iterable[
     for d in dates:
         info.index(d)  # one-line error for a day outside the cube
     ds = dataset_from_items([{"day": cubemod.days_since_epoch(d)} for d in dates])
+    if day_seed is not None:
+        ds = shuffle_blocks_every_run(ds, day_seed)
     return map_batches(ds, _sample_batch, batch_size=1, num_cpus=num_cpus, max_concurrency=max_concurrency,
                        fn_kwargs={"cube_url": cube_url, "storage": resolve_storage(storage), "patch_cfg": patch_cfg,
                                   "qc_block": block_mask(qc_block), "stats": stats, "split": split,

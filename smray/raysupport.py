@@ -156,6 +156,17 @@ def dataset_from_items(items: list[Any], num_blocks: int | None = None) -> Any:
     return ray.data.from_items(items, override_num_blocks=num_blocks or max(1, len(items)))
 
 
+def shuffle_blocks_every_run(ds: Any, seed: int) -> Any:
+    """``ds`` with its blocks in a seeded random order that is new on every execution (every epoch
+    of a Ray Train dataset): ``randomize_block_order`` with a ``RandomSeedConfig`` that reseeds from
+    ``seed`` and the execution's index, so the n-th execution's order is the same in every run with
+    this seed. Put it where blocks are small (e.g. a dataset of days, before they are read): it
+    holds all the blocks of ``ds`` at once."""
+    import ray.data
+
+    return ds.randomize_block_order(seed=ray.data.RandomSeedConfig(seed=int(seed), reseed_after_execution=True))
+
+
 def map_batches(ds: Any, fn: Any, *, batch_size: int | None, num_cpus: float = 1.0,
                 max_concurrency: int | None = None, fn_kwargs: dict[str, Any] | None = None,
                 batch_format: str = "numpy") -> Any:

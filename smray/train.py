@@ -84,8 +84,6 @@ BEST_FILE = "best.pt"
 #: training / validation patches a period must yield (at least, and at least one per worker)
 MIN_TRAIN_PATCHES = 100
 MIN_VAL_PATCHES = 10
-#: rows of the per-worker local shuffle buffer (mixes the day-by-day stream across days)
-SHUFFLE_BUFFER_ROWS = 8192
 #: batches fetched ahead of the training loop
 PREFETCH_BATCHES = 4
 #: validation batch size (no gradients, so larger than training batches)
@@ -224,7 +222,7 @@ def train_func(config: dict[str, Any]) -> dict[str, Any]:
         if stopper.should_stop:
             break
         t0 = time.perf_counter()
-        batches = rs.iter_torch_batches(train_shard, batch_size=tc.batch_size, shuffle_buffer=SHUFFLE_BUFFER_ROWS,
+        batches = rs.iter_torch_batches(train_shard, batch_size=tc.batch_size, shuffle_buffer=tc.shuffle_buffer or None,
                                         shuffle_seed=_shuffle_seed(tc.seed, epoch, rank),
                                         prefetch_batches=PREFETCH_BATCHES)
         tr = train_epoch_dp(net, _xy(batches), optimizer, world_size=world, reduce_sum=reduce, precision=tc.precision)
@@ -343,7 +341,8 @@ def run_signature(cfg: Config, cube_url: str, start: dt.date, end: dt.date, stat
         "cube": cube_url, "train_start": start.isoformat(), "train_end": end.isoformat(),
         "fingerprint": config_fingerprint(cfg.model, cfg.patches), "patches": to_dict(cfg.patches),
         "normalise": to_dict(cfg.normalise), "qc_block": list(block_names(cfg.qc.block)),
-        "optimiser": {k: getattr(tc, k) for k in ("optimizer", "lr", "weight_decay", "momentum", "batch_size", "seed")},
+        "optimiser": {k: getattr(tc, k) for k in ("optimizer", "lr", "weight_decay", "momentum", "batch_size", "seed",
+                                                  "day_order", "shuffle_buffer")},
         "norm_stats": _stats_digest(stats),
     }
 
@@ -517,9 +516,13 @@ def _run_torch(cfg: Config, cube_url: str, storage: StorageConfig, dates: list[d
     if previous:
         progress(f"train: resuming {join(out_url, RAY_TRAIN_DIR, RUN_NAME)} after epoch {resumed_from}")
 
+    # a new day order every epoch, the same for the same seed; a resumed run continues from another
+    # seed (the epochs' orders are counted from the start of each run)
+    day_seed = _shuffle_seed(tc.seed, resumed_from, 0) if tc.day_order == "shuffled" else None
+
     def dataset(split: str) -> Any:
         ds = patch_dataset(cube_url, storage, dates, cfg.patches, cfg.qc.block, stats, split=split,
-                           num_cpus=reader_cpus)
+                           num_cpus=reader_cpus, day_seed=day_seed if split == "train" else None)
         return rs.select_columns(ds, ["x", "y"])
 
     span = float(stats.target_upper - stats.target_lower)

@@ -142,6 +142,8 @@ def test_dates_accept_date_objects_and_strings():
     ({"synth": 5}, "synth", "expected a mapping"),
     ({"storage": {"s3": ["a"]}}, "storage.s3", "expected a mapping"),
     ({"ray": {"num_cpus": "four"}}, "ray.num_cpus", "expected an integer"),
+    ({"train": {"day_order": "random"}}, "train.day_order", "shuffled or calendar"),
+    ({"train": {"shuffle_buffer": -1}}, "train.shuffle_buffer", ">= 0"),
 ])
 def test_bad_values_name_the_field(data, field_name, words):
     msg = _error(config_from_dict, data)

@@ -323,6 +323,40 @@ def test_ray_data_stage_streams_every_sample(global_cube: str, ray_local) -> Non
 
 
 @pytest.mark.ray
+def test_day_seed_reads_the_days_in_a_new_order_every_epoch(global_cube: str, ray_local) -> None:
+    """train.day_order shuffled: each consumption of the dataset (an epoch, through the streaming split
+    Ray Train hands a worker) reads every sample, the days in a new order (test_raysupport checks the
+    seeding); without a seed, calendar order."""
+    import ray.data
+
+    dates = cube.info(global_cube).dates
+    days = [cube.days_since_epoch(d) for d in dates]
+
+    def epochs(seed: int | None, n: int) -> list[tuple[list[int], int]]:
+        ds = patches.patch_dataset(global_cube, None, dates, SMALL, BLOCK, STATS, split="val", day_seed=seed)
+        shard = ds.streaming_split(1, equal=True)[0]
+        out = []
+        for _ in range(n):
+            order, rows = [], 0
+            for batch in shard.iter_batches(batch_size=512, batch_format="numpy"):
+                rows += batch["y"].size
+                order += [d for d in dict.fromkeys(batch["day"].tolist()) if d not in order]
+            out.append((order, rows))
+        return out
+
+    ctx = ray.data.DataContext.get_current()
+    kept = ctx.execution_options.preserve_order
+    ctx.execution_options.preserve_order = True  # as run_torch_trainer sets it
+    try:
+        shuffled, calendar = epochs(3, 2), epochs(None, 1)
+    finally:
+        ctx.execution_options.preserve_order = kept
+    assert [sorted(order) for order, _ in shuffled] == [days, days] and shuffled[0][0] != shuffled[1][0]
+    assert calendar[0][0] == days
+    assert len({rows for _, rows in shuffled + calendar}) == 1  # every sample, every epoch
+
+
+@pytest.mark.ray
 @pytest.mark.s3
 def test_ray_data_stage_on_s3(s3_bucket: str, ray_local) -> None:
     from smray.normalise import fit_stats, load_stats, save_stats
