@@ -425,6 +425,21 @@ def scale_inputs(x: np.ndarray, stats: NormStats, channels: Sequence[str], axis:
     return np.clip(out, 0.0, 1.0).astype(np.float32)
 
 
+def outside_range(x: np.ndarray, stats: NormStats, channels: Sequence[str], axis: int = -3) -> np.ndarray:
+    """Where :func:`scale_inputs` clips: True where any channel along ``axis`` holds a finite TB
+    below its fitted lower or above its upper value (the channel axis is reduced; NaN is not outside)."""
+    x = np.asarray(x)
+    ax = axis % x.ndim
+    if x.shape[ax] != len(channels):
+        raise SmrayError(f"outside_range: {len(channels)} channels given but x has {x.shape[ax]} along axis {axis}")
+    lo, hi = stats.channel_bounds(channels)
+    shape = [1] * x.ndim
+    shape[ax] = len(channels)
+    with np.errstate(invalid="ignore"):
+        out = (x < lo.reshape(shape)) | (x > hi.reshape(shape))
+    return out.any(axis=ax)
+
+
 def scale_target(y: np.ndarray, stats: NormStats) -> np.ndarray:
     """swvl1 in m³/m³ → float32 in [0, 1] (clipped)."""
     y = np.asarray(y, dtype=np.float64)

@@ -50,7 +50,7 @@ from smray import cube as cubemod
 from smray import mapstore
 from smray.config import Config, config_from_dict, to_dict
 from smray.errors import SmrayError
-from smray.normalise import LAND_MIN, NormStats, block_mask, block_names, scale_inputs, unscale_target
+from smray.normalise import LAND_MIN, NormStats, block_mask, block_names, outside_range, scale_inputs, unscale_target
 from smray.patches import window_all
 from smray.qc import FLAGS
 from smray.serial import as_optional_date, read_json
@@ -183,11 +183,13 @@ def pad_image(img: np.ndarray, h: int, periodic: bool) -> np.ndarray:
 @dataclass
 class DayInput:
     """One model input of a day: ``label`` the cube pass index (−1: passes stacked), ``image`` the
-    padded scaled TBs ``(C, H+size-1, W+size-1)``, ``valid`` bool ``(H, W)``."""
+    padded scaled TBs ``(C, H+size-1, W+size-1)``, ``valid`` bool ``(H, W)``, ``clipped`` the valid
+    cells with a TB outside the range the model's scaling was fitted on (clipped to it)."""
 
     label: int
     image: np.ndarray
     valid: np.ndarray
+    clipped: int = 0
 
 
 def day_inputs(day: dict[str, np.ndarray], land_fraction: np.ndarray, source: ModelSource, stats: NormStats,
@@ -198,9 +200,13 @@ def day_inputs(day: dict[str, np.ndarray], land_fraction: np.ndarray, source: Mo
     tb = np.asarray(day["tb"])
     if source.stack_passes:
         raw = np.concatenate([tb[p][ch_idx] for p in range(tb.shape[0])], axis=0)
-        img = scale_inputs(raw, stats, source.channels * tb.shape[0], axis=0)
-        return [DayInput(-1, pad_image(img, h, periodic), valid.all(axis=0))]
-    return [DayInput(p, pad_image(scale_inputs(tb[p][ch_idx], stats, source.channels, axis=0), h, periodic), valid[p])
+        channels = source.channels * tb.shape[0]
+        img = scale_inputs(raw, stats, channels, axis=0)
+        ok = valid.all(axis=0)
+        return [DayInput(-1, pad_image(img, h, periodic), ok,
+                         int((outside_range(raw, stats, channels, axis=0) & ok).sum()))]
+    return [DayInput(p, pad_image(scale_inputs(tb[p][ch_idx], stats, source.channels, axis=0), h, periodic), valid[p],
+                     int((outside_range(tb[p][ch_idx], stats, source.channels, axis=0) & valid[p]).sum()))
             for p in range(tb.shape[0])]
 
 
@@ -427,14 +433,17 @@ def calibrate(source: ModelSource, predictor: Predictor, storage: StorageConfig,
 # One day: predict and write
 # --------------------------------------------------------------------------------------------
 def predict_maps(predictor: Predictor, day: dict[str, np.ndarray], land: np.ndarray, ch_idx: list[int], mask: int,
-                 periodic: bool) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(per pass ``(2, H, W)``, combined ``(H, W)``, passes used ``(H, W)``) m³/m³ for one cube day."""
+                 periodic: bool) -> tuple[np.ndarray, np.ndarray, np.ndarray, int]:
+    """(per pass ``(2, H, W)``, combined ``(H, W)``, passes used ``(H, W)``) m³/m³ for one cube day, and
+    the model inputs (pass × cell) whose TBs were clipped to the fitted scaling range."""
     ny, nx = land.shape
     per_pass = np.full((len(cubemod.PASSES), ny, nx), np.nan, dtype=np.float32)
     combined = None
+    clipped = 0
     for inp in day_inputs(day, land, predictor.source, predictor.stats, ch_idx, mask, periodic):
         if not inp.valid.any():
             continue
+        clipped += inp.clipped
         out = predictor.predict(inp)
         if inp.label < 0:
             combined = out
@@ -442,9 +451,9 @@ def predict_maps(predictor: Predictor, day: dict[str, np.ndarray], land: np.ndar
             per_pass[inp.label] = out
     if combined is not None:  # stacked passes: one prediction from both
         n = np.where(np.isfinite(combined), 2, 0).astype(np.int8)
-        return per_pass, combined, n
+        return per_pass, combined, n, clipped
     combined, n = combine(per_pass)
-    return per_pass, combined, n
+    return per_pass, combined, n, clipped
 
 
 @dataclass(frozen=True)
@@ -514,8 +523,10 @@ class PredictDay:
             valid = valid_inputs(day, self.land, ctx.mask, self.ch_idx, 1, self.periodic)
             per_pass = self.predictor.predict_day(day, date, valid)
             combined, n = combine(per_pass)
+            clipped = None  # the physical retrieval scales nothing
         else:
-            per_pass, combined, n = predict_maps(self.predictor, day, self.land, self.ch_idx, ctx.mask, self.periodic)
+            per_pass, combined, n, clipped = predict_maps(self.predictor, day, self.land, self.ch_idx, ctx.mask,
+                                                          self.periodic)
         maps = {"soil_moisture": combined, "soil_moisture_asc": per_pass[0], "soil_moisture_desc": per_pass[1],
                 "soil_moisture_uncertainty": halfwidth_map(ctx.calibration, combined, n)}
         n_valid = int(np.isfinite(combined).sum())
@@ -523,6 +534,8 @@ class PredictDay:
                   "n_asc": int(np.isfinite(per_pass[0]).sum()), "n_desc": int(np.isfinite(per_pass[1]).sum()),
                   "n_two_passes": int((n == 2).sum()), "pid": os.getpid(),
                   "seconds": round(time.perf_counter() - t0, 3)}
+        if clipped is not None:
+            record["n_clipped_inputs"] = clipped
         return t0, {"maps": maps, "qc": day["qc"], "record": record}
 
     def write(self, date: dt.date, computed: tuple[float, dict[str, Any]]) -> dict[str, Any]:

@@ -182,6 +182,34 @@ def test_fcn_equals_patchwise_on_a_predicted_day(setup: dict) -> None:
     assert valid[:, :, :4].any() or valid[:, :, -4:].any()
 
 
+def test_records_count_the_inputs_clipped_to_the_fitted_range(setup: dict) -> None:
+    """Each day's record counts the (pass, cell) inputs with a TB outside the range the model's scaling
+    was fitted on: equal to a count made here from the cube, the valid cells and the model's bounds;
+    with narrowed bounds, every valid input outside them is counted."""
+    cfg = setup["cfg"]
+    info = cube.info(setup["cube"])
+    source = describe_model(setup["cnn"], cfg.storage, info)
+    stats = Predictor(source, cfg.storage).stats
+    land = cube.read_static(setup["cube"])["land_fraction"]
+    mask = prediction_mask(cfg.qc.block)
+    lo = np.asarray(stats.tb_lower_k)[:, None, None]
+    hi = np.asarray(stats.tb_upper_k)[:, None, None]
+    recs = cube.day_records(setup["full"])
+    for i in range(DAYS):
+        d = START + dt.timedelta(days=i)
+        day = cube.read_day(setup["cube"], None, d)
+        valid = valid_inputs(day, land, mask, [0, 1, 2, 3], 9, True)
+        tb = np.asarray(day["tb"], dtype=np.float64)
+        out = sum(int((((tb[p] < lo) | (tb[p] > hi)).any(axis=0) & valid[p]).sum()) for p in range(2))
+        assert recs[d]["n_clipped_inputs"] == out, d
+    d = START + dt.timedelta(days=6)
+    day = cube.read_day(setup["cube"], None, d)
+    mid = np.nanmedian(np.asarray(day["tb"], dtype=np.float64), axis=(0, 2, 3))
+    narrow = dataclasses.replace(stats, tb_lower_k=tuple(mid - 1.0), tb_upper_k=tuple(mid + 1.0))
+    for inp in day_inputs(day, land, source, narrow, [0, 1, 2, 3], mask, True):
+        assert 0.5 * inp.valid.sum() < inp.clipped <= inp.valid.sum()
+
+
 def test_rerun_skips_finished_days(setup: dict) -> None:
     before = chunk_state(setup["full"], list(range(DAYS)))
     s = run_predict(setup["cfg"], setup["cube"], setup["cnn"], setup["full"], START, END, progress=quiet)
