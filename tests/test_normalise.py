@@ -158,6 +158,9 @@ def test_scaling_maps_bounds_and_clips() -> None:
     y = np.array([0.1, 0.5, 0.3, 0.0, 0.9])
     y01 = normalise.scale_target(y, stats)
     np.testing.assert_allclose(y01, [0.0, 1.0, 0.5, 0.0, 1.0])
+    # where scale_inputs clips: any channel outside its bounds; on a bound or NaN is not outside
+    np.testing.assert_array_equal(normalise.outside_range(x, stats, ("06H", "10H"), axis=0),
+                                  [False, False, True, True])
     np.testing.assert_allclose(normalise.unscale_target(y01[:3], stats), y[:3], rtol=1e-6)
     assert normalise.unscale_target(np.array([1.5]), stats)[0] == pytest.approx(0.7)  # not clipped
     with pytest.raises(SmrayError, match="no channel '36V'"):
