@@ -407,20 +407,26 @@ def load_stats(cube_url: str, storage: StorageConfig | None, name: str = "defaul
 # --------------------------------------------------------------------------------------------
 # Scaling
 # --------------------------------------------------------------------------------------------
+def _bounds_along(x: np.ndarray, stats: NormStats, channels: Sequence[str], axis: int, caller: str
+                  ) -> tuple[np.ndarray, np.ndarray, np.ndarray, int]:
+    """(x, lower, upper, channel axis), the bounds shaped to broadcast against ``x``."""
+    x = np.asarray(x)
+    ax = axis % x.ndim
+    if x.shape[ax] != len(channels):
+        raise SmrayError(f"{caller}: {len(channels)} channels given but x has {x.shape[ax]} along axis {axis}")
+    lo, hi = stats.channel_bounds(channels)
+    shape = [1] * x.ndim
+    shape[ax] = len(channels)
+    return x, lo.reshape(shape), hi.reshape(shape), ax
+
+
 def scale_inputs(x: np.ndarray, stats: NormStats, channels: Sequence[str], axis: int = -3) -> np.ndarray:
     """TBs in K → float32 in [0, 1] (clipped): ``(x - lower) / (upper - lower)`` per channel.
 
     ``x`` has the channels ``channels`` (names of ``stats.channels``, may repeat) along ``axis``
     (default −3: ``(n, C, s, s)``, ``(C, s, s)`` or ``(C, lat, lon)``). NaN stays NaN.
     """
-    x = np.asarray(x)
-    ax = axis % x.ndim
-    if x.shape[ax] != len(channels):
-        raise SmrayError(f"scale_inputs: {len(channels)} channels given but x has {x.shape[ax]} along axis {axis}")
-    lo, hi = stats.channel_bounds(channels)
-    shape = [1] * x.ndim
-    shape[ax] = len(channels)
-    lo, hi = lo.reshape(shape), hi.reshape(shape)
+    x, lo, hi, _ = _bounds_along(x, stats, channels, axis, "scale_inputs")
     out = (x.astype(np.float64) - lo) / (hi - lo)
     return np.clip(out, 0.0, 1.0).astype(np.float32)
 
@@ -428,16 +434,9 @@ def scale_inputs(x: np.ndarray, stats: NormStats, channels: Sequence[str], axis:
 def outside_range(x: np.ndarray, stats: NormStats, channels: Sequence[str], axis: int = -3) -> np.ndarray:
     """Where :func:`scale_inputs` clips: True where any channel along ``axis`` holds a finite TB
     below its fitted lower or above its upper value (the channel axis is reduced; NaN is not outside)."""
-    x = np.asarray(x)
-    ax = axis % x.ndim
-    if x.shape[ax] != len(channels):
-        raise SmrayError(f"outside_range: {len(channels)} channels given but x has {x.shape[ax]} along axis {axis}")
-    lo, hi = stats.channel_bounds(channels)
-    shape = [1] * x.ndim
-    shape[ax] = len(channels)
+    x, lo, hi, ax = _bounds_along(x, stats, channels, axis, "outside_range")
     with np.errstate(invalid="ignore"):
-        out = (x < lo.reshape(shape)) | (x > hi.reshape(shape))
-    return out.any(axis=ax)
+        return ((x < lo) | (x > hi)).any(axis=ax)
 
 
 def scale_target(y: np.ndarray, stats: NormStats) -> np.ndarray:
