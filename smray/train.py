@@ -681,6 +681,11 @@ def _run_svr(cfg: Config, cube_url: str, storage: StorageConfig, dates: list[dt.
 WEIGHT_SECTIONS = ("normalise", "patches", "model")
 #: train settings that say where and how robustly training runs, not what it learns
 TRAIN_INFRASTRUCTURE = ("use_gpu", "cpus_per_worker", "max_failures")
+#: train settings of the epoch stream (a CNN's or pixel model's; the SVR fits one sample, in no order)
+TRAIN_STREAM = ("day_order", "shuffle_buffer")
+#: train settings added after runs were first recorded, with the value that does what a run recorded
+#: without them did (so such a run stays current under that value)
+TRAIN_ADDED = {"day_order": "calendar", "shuffle_buffer": 8192}
 
 
 def kind_config(cfg: Config, kind: str) -> Config:
@@ -708,8 +713,9 @@ def run_state(cfg: Config, kind: str, cube: str, start: dt.date, end: dt.date, o
     differ += [s for s in WEIGHT_SECTIONS if old.get(s) != now[s]]
     if (old.get("qc") or {}).get("block") != now["qc"]["block"]:
         differ.append("qc.block")
-    differ += [f"train.{k}" for k in now["train"]
-               if k not in TRAIN_INFRASTRUCTURE and (old.get("train") or {}).get(k) != now["train"][k]]
+    ignored = TRAIN_INFRASTRUCTURE + (TRAIN_STREAM if kind == "svr" else ())
+    trained = {**TRAIN_ADDED, **(old.get("train") or {})}
+    differ += [f"train.{k}" for k in now["train"] if k not in ignored and trained.get(k) != now["train"][k]]
     if differ:
         return StageState(False, f"{out} was trained with other {', '.join(differ[:4])}")
     if kind != "svr":

@@ -90,6 +90,35 @@ def test_finished_run_depends_on_the_settings_that_change_the_weights(tmp_path: 
     assert not done(cfg)
 
 
+def test_a_run_recorded_before_the_day_order_setting_is_a_calendar_run(tmp_path: Path) -> None:
+    """train.day_order / shuffle_buffer came after runs were recorded: a CNN run recorded without them
+    read its days in calendar order, so it is current under ``day_order: calendar`` and out of date
+    under the shuffled default; an SVR (one sample, no epochs) is current under either."""
+    from smray.checkpoint import config_fingerprint
+    from smray.serial import json_safe
+    from smray.train import kind_config, run_state
+
+    start, end = dt.date(2011, 7, 1), dt.date(2011, 7, 30)
+    storage = StorageConfig()
+    for kind, artefact in (("cnn", "model.pt"), ("svr", "svr.npz")):
+        out = tmp_path / kind
+        out.mkdir()
+        (out / artefact).write_bytes(b"artefact")
+        cfg = kind_config(Config(), kind)
+        calendar = dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, day_order="calendar"))
+        record = {"kind": kind, "cube": "c.zarr", "train_start": start.isoformat(), "train_end": end.isoformat(),
+                  "fingerprint": config_fingerprint(cfg.model, cfg.patches), "config": json_safe(to_dict(cfg)),
+                  "epochs_completed": cfg.train.epochs}
+        del record["config"]["train"]["day_order"], record["config"]["train"]["shuffle_buffer"]
+        (out / "training.json").write_text(json.dumps(record))
+        assert run_state(calendar, kind, "c.zarr", start, end, str(out), storage).done, kind
+        state = run_state(cfg, kind, "c.zarr", start, end, str(out), storage)
+        if kind == "svr":
+            assert state.done
+        else:
+            assert not state.done and state.why.endswith("was trained with other train.day_order"), state
+
+
 @pytest.mark.ray
 @pytest.mark.slow
 def test_paper_experiment_tiny_twin(tmp_path: Path, ray_local, capsys) -> None:
