@@ -205,9 +205,12 @@ def day_inputs(day: dict[str, np.ndarray], land_fraction: np.ndarray, source: Mo
         ok = valid.all(axis=0)
         return [DayInput(-1, pad_image(img, h, periodic), ok,
                          int((outside_range(raw, stats, channels, axis=0) & ok).sum()))]
-    return [DayInput(p, pad_image(scale_inputs(tb[p][ch_idx], stats, source.channels, axis=0), h, periodic), valid[p],
-                     int((outside_range(tb[p][ch_idx], stats, source.channels, axis=0) & valid[p]).sum()))
-            for p in range(tb.shape[0])]
+    inputs = []
+    for p in range(tb.shape[0]):
+        raw = tb[p][ch_idx]
+        inputs.append(DayInput(p, pad_image(scale_inputs(raw, stats, source.channels, axis=0), h, periodic), valid[p],
+                               int((outside_range(raw, stats, source.channels, axis=0) & valid[p]).sum())))
+    return inputs
 
 
 class Predictor:

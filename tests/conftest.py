@@ -79,3 +79,16 @@ def ray_local():
     yield ray
     ray.shutdown()
 
+
+
+@pytest.fixture
+def ordered_data(ray_local):
+    """Ray Data in order-preserving execution for one test, as ``run_torch_trainer`` runs training's
+    datasets; the session's setting comes back afterwards."""
+    import ray.data
+
+    ctx = ray.data.DataContext.get_current()
+    kept = ctx.execution_options.preserve_order
+    ctx.execution_options.preserve_order = True
+    yield ray_local
+    ctx.execution_options.preserve_order = kept

@@ -323,12 +323,10 @@ def test_ray_data_stage_streams_every_sample(global_cube: str, ray_local) -> Non
 
 
 @pytest.mark.ray
-def test_day_seed_reads_the_days_in_a_new_order_every_epoch(global_cube: str, ray_local) -> None:
+def test_day_seed_reads_the_days_in_a_new_order_every_epoch(global_cube: str, ordered_data) -> None:
     """train.day_order shuffled: each consumption of the dataset (an epoch, through the streaming split
     Ray Train hands a worker) reads every sample, the days in a new order (test_raysupport checks the
     seeding); without a seed, calendar order."""
-    import ray.data
-
     dates = cube.info(global_cube).dates
     days = [cube.days_since_epoch(d) for d in dates]
 
@@ -344,13 +342,7 @@ def test_day_seed_reads_the_days_in_a_new_order_every_epoch(global_cube: str, ra
             out.append((order, rows))
         return out
 
-    ctx = ray.data.DataContext.get_current()
-    kept = ctx.execution_options.preserve_order
-    ctx.execution_options.preserve_order = True  # as run_torch_trainer sets it
-    try:
-        shuffled, calendar = epochs(3, 2), epochs(None, 1)
-    finally:
-        ctx.execution_options.preserve_order = kept
+    shuffled, calendar = epochs(3, 2), epochs(None, 1)
     assert [sorted(order) for order, _ in shuffled] == [days, days] and shuffled[0][0] != shuffled[1][0]
     assert calendar[0][0] == days
     assert len({rows for _, rows in shuffled + calendar}) == 1  # every sample, every epoch

@@ -42,26 +42,18 @@ def test_session_runtime_is_on_loopback(ray_local) -> None:
 
 def _epochs(seed: int | None, n: int) -> list[list[int]]:
     """Row order of ``n`` consumptions of one streaming-split shard (how Ray Train hands a worker its
-    data every epoch), in order-preserving execution."""
-    import ray.data
-
+    data every epoch); the caller runs Ray Data in order-preserving execution (``ordered_data``)."""
     from smray.raysupport import dataset_from_items, map_batches, shuffle_blocks_every_run
 
     ds = dataset_from_items([{"day": d} for d in range(12)])
     if seed is not None:
         ds = shuffle_blocks_every_run(ds, seed)
     ds = map_batches(ds, lambda b: {"day": b["day"]}, batch_size=1, num_cpus=0.25)
-    ctx = ray.data.DataContext.get_current()
-    kept = ctx.execution_options.preserve_order
-    ctx.execution_options.preserve_order = True  # as run_torch_trainer sets it
-    try:
-        shard = ds.streaming_split(1, equal=True)[0]
-        return [[int(r["day"]) for r in shard.iter_rows()] for _ in range(n)]
-    finally:
-        ctx.execution_options.preserve_order = kept
+    shard = ds.streaming_split(1, equal=True)[0]
+    return [[int(r["day"]) for r in shard.iter_rows()] for _ in range(n)]
 
 
-def test_blocks_come_in_a_new_seeded_order_every_epoch(ray_local) -> None:
+def test_blocks_come_in_a_new_seeded_order_every_epoch(ordered_data) -> None:
     first, again, other = _epochs(7, 3), _epochs(7, 3), _epochs(8, 1)
     assert first == again  # the same orders for the same seed
     assert all(sorted(o) == list(range(12)) for o in first)
