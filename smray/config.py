@@ -15,6 +15,7 @@ import re
 import types
 import typing
 from dataclasses import dataclass, field
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -176,7 +177,7 @@ class PatchConfig:
     per_day: int = 35000  #: patches drawn per day (the paper: 35,000)
     train_per_day: int = 30000  #: of which training (the paper: 30,000)
     val_per_day: int = 5000  #: of which validation (the paper: 5,000)
-    split: str = "random"  #: "random" (the paper) or "blocked" (leakage-aware: spatial blocks and held-out days)
+    split: str = "blocked"  #: "blocked" (default: held-out spatial blocks and days) or "random" (the paper's, leaky)
     block_deg: float = 5.0  #: blocked split: block edge, degrees
     val_block_fraction: float = 0.2  #: blocked split: share of blocks held out for validation
     val_day_every: int = 5  #: blocked split: every k-th day is a validation day (0: none)
@@ -189,6 +190,11 @@ class PatchConfig:
             raise SmrayError(f"patches.split: must be 'random' or 'blocked', got {self.split!r}")
         if self.train_per_day + self.val_per_day > self.per_day:
             raise SmrayError("patches.per_day: must be at least train_per_day + val_per_day")
+        if self.split == "blocked" and not (0.0 < self.val_block_fraction < 1.0 and self.block_deg > 0):
+            raise SmrayError("patches.val_block_fraction: the blocked split needs 0 < val_block_fraction < 1 and "
+                             "block_deg > 0")
+        if self.val_day_every < 0:
+            raise SmrayError(f"patches.val_day_every: must be 0 (no held-out days) or more, got {self.val_day_every}")
         known = {"06H", "06V", "10H", "10V"}
         for ch in self.channels:
             if ch not in known:
@@ -196,6 +202,21 @@ class PatchConfig:
         for p in self.passes:
             if p not in ("A", "D"):
                 raise SmrayError(f"patches.passes: unknown pass {p!r} (A or D)")
+
+
+def validation_label(patches: PatchConfig | Mapping[str, Any]) -> str:
+    """One line saying where a model's validation patches (early stopping, model selection) came from,
+    for records and reports. ``patches`` is a :class:`PatchConfig` or its recorded dict (a record
+    without ``split`` predates the blocked default: random)."""
+    get = patches.get if isinstance(patches, Mapping) else (lambda k, d=None: getattr(patches, k, d))
+    if get("split", "random") != "blocked":
+        return ("random split (the paper's protocol): validation patches are drawn from the training days and "
+                "places, so validation scores are optimistic")
+    every = int(get("val_day_every", 0) or 0)
+    days = f" and one day in {every} of the cube held out whole" if every else ""
+    return (f"blocked split: validation on held-out {float(get('block_deg', 5.0)):g}° blocks "
+            f"({float(get('val_block_fraction', 0.2)):g} of the land blocks){days}; no validation pixel shares "
+            f"a place and day with training")
 
 
 @dataclass(frozen=True)

@@ -509,6 +509,7 @@ def _result(cfg: Config, stores: dict[str, MapStore], accs: dict[str, ModelAcc],
             "days": len(s.days), "first_day": s.days[0].isoformat(), "last_day": s.days[-1].isoformat(),
             "map_day": figure_day[name].isoformat(),
             "model": s.ds.attrs.get("smray_model"), "fingerprint": s.ds.attrs.get("smray_model_fingerprint"),
+            "validation": s.ds.attrs.get("smray_model_validation"),
             "per_pass": {p: {"variable": PASS_VARS[p], **sums_scores(acc.passes[p], span=s.span)} for p in PASS_VARS},
             "lat_bands": {b: sums_scores(acc.combined, m, span=s.span) for b, m in bands.items()},
             "vegetation": {c: sums_scores(acc.combined, m, span=s.span) for c, m in veg.items()},
@@ -614,6 +615,10 @@ def report_markdown(result: dict[str, Any]) -> str:
         lines.append(f"| paper {name.upper()} (Table 2, 31 July 2011, 50,000 patches) | {_f(p['r2'])} | "
                      f"{_f(p['rmse_norm'])} | — | — | — | — | — | — | — |")
     lines += ["", "The paper's numbers are for context: one test day of patches, not these maps.", ""]
+    chosen = [(n, m["validation"]) for n, m in models.items() if m.get("validation")]
+    if chosen:
+        lines += ["Model selection (the validation patches of each trained model's early stopping):", ""]
+        lines += [f"- {n}: {v}" for n, v in chosen] + [""]
     lines += _rows("Per pass (A = 13:30 ascending, D = 01:30 descending)", "pass", models, "per_pass")
     bands = ", ".join(f"{b}: [{lo}, {hi})" for b, (lo, hi) in d["lat_bands"].items())
     lines += _rows("By latitude band", "band", models, "lat_bands",

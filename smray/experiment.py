@@ -48,7 +48,7 @@ from typing import Any
 import numpy as np
 
 from smray.checkpoint import MODEL_FILE, NORMALISATION_FILE, SVR_FILE
-from smray.config import Config, PatchConfig, to_dict
+from smray.config import Config, PatchConfig, to_dict, validation_label
 from smray.errors import SmrayError
 from smray.metrics import pair_metrics
 from smray.serial import as_date, json_safe
@@ -106,6 +106,8 @@ def markdown_table(result: dict[str, Any]) -> str:
              f"({result['n_valid_centres']} valid centres; the paper: {PAPER_TEST_PATCHES}). Reference: the cube's "
              f"swvl1; normalised units use the training statistics (target {_f(result['target_lower'])}.."
              f"{_f(result['target_upper'])} m³/m³).", "",
+             *([f"Model selection (early stopping, SVR validation): {result['validation']}.", ""]
+               if result.get("validation") else []),
              "| model | R² | RMSE (norm) | RMSE (m³/m³) | n | paper R² | paper RMSE | R² vs truth | "
              "RMSE vs truth (m³/m³) |",
              "|---|---|---|---|---|---|---|---|---|"]
@@ -309,7 +311,7 @@ def run_paper_experiment(cfg: Config, cube_url: str, twin_url: str, out_url: str
                                                       for m in order}}
     result: dict[str, Any] = {
         "test_region": test_region, "block_deg": cfg.patches.block_deg,
-        "val_block_fraction": cfg.patches.val_block_fraction,
+        "val_block_fraction": cfg.patches.val_block_fraction, "validation": validation_label(cfg.patches),
         "cube": cube_url, "twin": twin_url, "out": out_url, "train_start": start.isoformat(),
         "train_end": end.isoformat(), "test_day": day.isoformat(), "test_patches": int(test_patches),
         "n_test": n, "n_valid_centres": n_valid, "passes": sorted(set(sample["pass"].tolist())),

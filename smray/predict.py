@@ -48,7 +48,7 @@ import numpy as np
 from smray import __version__, package_versions
 from smray import cube as cubemod
 from smray import mapstore
-from smray.config import Config, config_from_dict, to_dict
+from smray.config import Config, config_from_dict, to_dict, validation_label
 from smray.errors import SmrayError
 from smray.normalise import LAND_MIN, NormStats, block_mask, block_names, outside_range, scale_inputs, unscale_target
 from smray.patches import window_all
@@ -87,6 +87,7 @@ class ModelSource:
     stack_passes: bool  #: both passes stacked into one input
     size: int  #: patch edge
     norm_stats: dict[str, Any] | None  #: NormStats.to_dict() the model was trained with
+    validation: str = ""  #: how the model's validation patches were drawn (config.validation_label; "" physical)
 
 
 def _sha256(fs: Any, path: str) -> str:
@@ -144,7 +145,7 @@ def describe_model(model_url: str, storage: StorageConfig, cube: cubemod.CubeInf
         raise SmrayError(f"{model_url}: a stacked-pass model needs both passes, the cube has {cube.passes}")
     return ModelSource(kind=kind, url=model_url, artefact=artefact, sha256=sha, fingerprint=fingerprint,
                        channels=channels, stack_passes=stack, size=int(patches.get("size", 9)),
-                       norm_stats=stats)
+                       norm_stats=stats, validation=validation_label(patches))
 
 
 # --------------------------------------------------------------------------------------------
@@ -629,7 +630,7 @@ def _store_attrs(cfg: Config, source: ModelSource, cube_url: str, storage: Stora
     return {
         "smray_model_kind": source.kind, "smray_model": source.url, "smray_model_fingerprint": source.fingerprint,
         "smray_checkpoint_sha256": source.sha256 or "", "smray_model_artefact": source.artefact or "",
-        "smray_norm_stats": _norm_stats_attr(source, cube_url, storage), "smray_cube": cube_url,
+        "smray_model_validation": source.validation, "smray_norm_stats": _norm_stats_attr(source, cube_url, storage), "smray_cube": cube_url,
         "smray_config": json.dumps(to_dict(cfg)), "smray_packages": json.dumps(package_versions(PACKAGES)),
         "smray_predict_signature": json.dumps(signature), "smray_channels": list(source.channels),
         "source": f"smray {__version__} predict ({source.kind})",

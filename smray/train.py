@@ -64,7 +64,7 @@ from smray.checkpoint import Checkpoint as ModelCheckpoint
 from smray.checkpoint import (MODEL_FILE, NORMALISATION_FILE, SVR_FILE, TRAINING_FILE, config_fingerprint,
                               config_signature, load_checkpoint, make_checkpoint,
                               restore_optimizer, save_checkpoint)
-from smray.config import Config, to_dict
+from smray.config import Config, to_dict, validation_label
 from smray.errors import SmrayError
 from smray.metrics import pair_sums
 from smray.models import build_model, input_channels
@@ -477,14 +477,14 @@ def run_training(cfg: Config, cube_url: str, train_start: dt.date | str, train_e
         counts = count_samples(cube_url, storage, dates, cfg.patches, cfg.qc.block)
         where = f"{cube_url}: training period {start}..{end}"
         n_train, n_val = check_sample_counts(counts, cfg.train.workers if kind != "svr" else 1, where)
-        progress(f"train: {where}: {n_train} training and {n_val} validation patches per epoch "
-                 f"({cfg.patches.split} split)")
+        progress(f"train: {where}: {n_train} training and {n_val} validation patches per epoch; "
+                 f"{validation_label(cfg.patches)}")
         t0 = time.perf_counter()
         stats = fit_stats(cube_url, storage, start, end, cfg.normalise, cfg.qc.block, cfg.patches)
         stats_s = time.perf_counter() - t0
         common = {"cube": cube_url, "train_start": start.isoformat(), "train_end": end.isoformat(), "out": out_url,
                   "kind": kind, "config": to_dict(cfg), "n_train": n_train, "n_val": n_val,
-                  "days": len(dates), "stats_s": stats_s}
+                  "days": len(dates), "stats_s": stats_s, "validation": validation_label(cfg.patches)}
         if kind == "svr":
             summary = _run_svr(cfg, cube_url, storage, dates, stats, out_url, n_train, n_val, common, progress)
         else:

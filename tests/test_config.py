@@ -144,6 +144,8 @@ def test_dates_accept_date_objects_and_strings():
     ({"ray": {"num_cpus": "four"}}, "ray.num_cpus", "expected an integer"),
     ({"train": {"day_order": "random"}}, "train.day_order", "shuffled or calendar"),
     ({"train": {"shuffle_buffer": -1}}, "train.shuffle_buffer", ">= 0"),
+    ({"patches": {"val_block_fraction": 1.0}}, "patches.val_block_fraction", "0 < val_block_fraction < 1"),
+    ({"patches": {"split": "random", "val_day_every": -1}}, "patches.val_day_every", "must be 0"),
 ])
 def test_bad_values_name_the_field(data, field_name, words):
     msg = _error(config_from_dict, data)
@@ -265,3 +267,22 @@ def test_task_resources_are_a_mapping_of_custom_resources() -> None:
                                     ("predict", {"x": "a"}, r"predict\.task_resources\.x: expected a number")]:
         with pytest.raises(SmrayError, match=message):
             config_from_dict({section: {"task_resources": value}})
+
+
+def test_validation_is_honest_by_default_and_the_paper_split_is_labelled() -> None:
+    """The default split holds out whole days and spatial blocks; a model's record and reports say
+    which split chose it, from the config or its recorded dict (a record without ``split`` predates
+    the blocked default, so it was random)."""
+    from smray.config import PatchConfig, validation_label
+
+    default = config_from_dict({}).patches
+    assert default.split == "blocked" and default.val_day_every == 5
+    label = validation_label(default)
+    assert label.startswith("blocked split: validation on held-out 5° blocks (0.2 of the land blocks)")
+    assert "one day in 5" in label and "no validation pixel shares a place and day with training" in label
+    assert validation_label(dataclasses.asdict(default)) == label
+    no_days = validation_label(PatchConfig(val_day_every=0, block_deg=10.0))
+    assert "10° blocks" in no_days and "day" not in no_days.split(";")[0]
+    paper = validation_label(PatchConfig(split="random"))
+    assert paper.startswith("random split (the paper's protocol)") and "optimistic" in paper
+    assert validation_label({"per_day": 100}) == paper

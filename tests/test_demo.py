@@ -73,6 +73,11 @@ def test_demo_runs_the_whole_chain_and_persists_it(demo: dict) -> None:
     assert set(metrics["models"]) == {"cnn", "svr", "physical"}  # side by side
     report = (bucket / "report" / "report.md").read_text()
     assert all(k in report for k in ("cnn", "svr", "physical"))
+    # the demo follows the paper's protocol, and the report says so for each trained model
+    paper = "random split (the paper's protocol)"
+    got = {n: (m.get("validation") or "")[:len(paper)] for n, m in metrics["models"].items()}
+    assert got == {"cnn": paper, "svr": paper, "physical": ""}
+    assert "- cnn: random split (the paper's protocol)" in report and "- svr: random split" in report
     assert list((bucket / "report").glob("maps_*.png"))
     # the second run restarts from the persisted bucket and skips every finished stage
     assert second["code"] == 0
