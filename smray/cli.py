@@ -148,7 +148,8 @@ def cmd_train(args: argparse.Namespace) -> int:
     from smray.stages import train
 
     cfg = _load(args, {"cube": "paths.cube", "train_start": "paths.train.start", "train_end": "paths.train.end",
-                       "out": "paths.models", "model": "model.kind", "workers": "train.workers"})
+                       "out": "paths.models", "model": "model.kind", "workers": "train.workers",
+                       "shards": "paths.shards"})
     train.run(_single_model(cfg, cfg.model.kind), _progress(), force=args.force)
     return 0
 
@@ -312,6 +313,8 @@ def build_parser() -> argparse.ArgumentParser:
                                      "(or paths.models)")
     p.add_argument("--model", choices=("cnn", "pixel", "svr"), help="model kind (default: model.kind, cnn)")
     p.add_argument("--workers", type=int, help="Ray Train data-parallel workers (default: train.workers)")
+    p.add_argument("--shards", help="patch-shard store URL: cut the period's patches into Parquet there once and "
+                                    "read them every epoch (or paths.shards; default: cut from the cube every epoch)")
     p.add_argument("--config", help="YAML config (paths, model, train, patches, normalise, qc, storage, ray sections)")
     _force_flag(p)
     p.set_defaults(func=cmd_train)

@@ -178,7 +178,9 @@ class PatchConfig:
     train_per_day: int = 30000  #: of which training (the paper: 30,000)
     val_per_day: int = 5000  #: of which validation (the paper: 5,000)
     split: str = "blocked"  #: "blocked" (default: held-out spatial blocks and days) or "random" (the paper's, leaky)
-    block_deg: float = 5.0  #: blocked split: block edge, degrees
+    #: blocked split: block edge, degrees (0: 5°, or two patch widths where the grid is coarser, so that
+    #: whole patch windows fit inside blocks)
+    block_deg: float = 0.0
     val_block_fraction: float = 0.2  #: blocked split: share of blocks held out for validation
     val_day_every: int = 5  #: blocked split: every k-th day is a validation day (0: none)
     seed: int = 0  #: sampling seed (patches are deterministic for (seed, day))
@@ -190,9 +192,10 @@ class PatchConfig:
             raise SmrayError(f"patches.split: must be 'random' or 'blocked', got {self.split!r}")
         if self.train_per_day + self.val_per_day > self.per_day:
             raise SmrayError("patches.per_day: must be at least train_per_day + val_per_day")
-        if self.split == "blocked" and not (0.0 < self.val_block_fraction < 1.0 and self.block_deg > 0):
-            raise SmrayError("patches.val_block_fraction: the blocked split needs 0 < val_block_fraction < 1 and "
-                             "block_deg > 0")
+        if self.block_deg < 0:
+            raise SmrayError(f"patches.block_deg: must be > 0, or 0 for the default, got {self.block_deg}")
+        if self.split == "blocked" and not 0.0 < self.val_block_fraction < 1.0:
+            raise SmrayError("patches.val_block_fraction: the blocked split needs 0 < val_block_fraction < 1")
         if self.val_day_every < 0:
             raise SmrayError(f"patches.val_day_every: must be 0 (no held-out days) or more, got {self.val_day_every}")
         known = {"06H", "06V", "10H", "10V"}
@@ -213,10 +216,11 @@ def validation_label(patches: PatchConfig | Mapping[str, Any]) -> str:
         return ("random split (the paper's protocol): validation patches are drawn from the training days and "
                 "places, so validation scores are optimistic")
     every = int(get("val_day_every", 0) or 0)
-    days = f" and one day in {every} of the cube held out whole" if every else ""
-    return (f"blocked split: validation on held-out {float(get('block_deg', 5.0)):g}° blocks "
-            f"({float(get('val_block_fraction', 0.2)):g} of the land blocks){days}; no validation pixel shares "
-            f"a place and day with training")
+    days = f" and one day in {every} held out whole" if every else ""
+    edge = float(get("block_deg", 0.0) or 0.0)
+    size = f"{edge:g}°" if edge > 0 else "5°, or two patch widths on coarser grids"
+    return (f"blocked split: validation on held-out blocks ({size}; {float(get('val_block_fraction', 0.2)):g} of the "
+            f"land blocks){days}; no validation pixel shares a place and day with training")
 
 
 @dataclass(frozen=True)
@@ -374,6 +378,9 @@ class PathsConfig:
     report: str | None = None  #: evaluation report directory (<root>/report)
     experiment: str | None = None  #: the paper experiment's directory (<root>/experiment)
     ismn: str | None = None  #: ISMN station file or directory scored by evaluation (optional)
+    #: patch shards (smray.shards): the training period's patches cut once into Parquet here and read
+    #: back every epoch (unset: every epoch cuts the patches from the cube again)
+    shards: str | None = None
     scored_maps: tuple[str, ...] = ()  #: map stores evaluation scores (default: the store of every model)
     ingest: Period = field(default_factory=Period)  #: days ingested (default: the twin's days, else the cube's)
     train: Period = field(default_factory=Period)  #: training days (start default: the first ingested day)

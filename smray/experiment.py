@@ -252,7 +252,8 @@ def run_paper_experiment(cfg: Config, cube_url: str, twin_url: str, out_url: str
     is what the training step did, recorded as it is); returns what ``paper_experiment.json`` holds."""
     from smray.baselines import load_svr, predict_svr
     from smray.normalise import NormStats
-    from smray.patches import day_counts, sample_day
+    from smray import cube as cubemod
+    from smray.patches import block_edge, day_counts, sample_day
 
     t0 = time.perf_counter()
     kinds = check_request(cfg, cube_url, models, test_patches, test_region, train_start, train_end, test_day)
@@ -272,6 +273,7 @@ def run_paper_experiment(cfg: Config, cube_url: str, twin_url: str, out_url: str
                              f"the models were not trained on the same statistics")
 
     pcfg = scoring_patch_config(cfg.patches, int(test_patches), test_region)
+    edge = block_edge(cfg.patches, cubemod.info(cube_url, storage).grid)
     sample = sample_day(cube_url, storage, day, pcfg, cfg.qc.block, stats)
     counts = day_counts(cube_url, storage, day, pcfg, cfg.qc.block)
     # in the blocks region every centre inside a validation block is drawn when there are fewer than asked
@@ -310,7 +312,7 @@ def run_paper_experiment(cfg: Config, cube_url: str, twin_url: str, out_url: str
     common = {"n": int(common_mask.sum()), "models": {m: score(pred_norm[m], pred_m3[m], y, y_raw, truth, common_mask)
                                                       for m in order}}
     result: dict[str, Any] = {
-        "test_region": test_region, "block_deg": cfg.patches.block_deg,
+        "test_region": test_region, "block_deg": edge,
         "val_block_fraction": cfg.patches.val_block_fraction, "validation": validation_label(cfg.patches),
         "cube": cube_url, "twin": twin_url, "out": out_url, "train_start": start.isoformat(),
         "train_end": end.isoformat(), "test_day": day.isoformat(), "test_patches": int(test_patches),

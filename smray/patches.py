@@ -12,8 +12,8 @@ Splits (``patches.split``):
   the first ``train_per_day`` are training, the next ``val_per_day`` validation (with fewer centres
   the train:val proportion is kept; centres beyond ``train_per_day + val_per_day`` are unused).
   Neighbouring patches share most of their pixels, so this split leaks.
-* ``blocked`` (leakage-aware): cells are grouped into ``block_deg``×``block_deg`` blocks of the
-  global grid; a seeded ``val_block_fraction`` of the blocks holding land (fixed for all days) is
+* ``blocked`` (leakage-aware; the default): cells are grouped into ``block_deg``×``block_deg``
+  blocks of the global grid (:func:`block_edge`: by default 5°, or two patch widths on coarser grids); a seeded ``val_block_fraction`` of the blocks holding land (fixed for all days) is
   validation. A centre is kept only when its whole window lies in train blocks (a training
   centre) or in val blocks (a validation centre), so no training and validation patch share a
   pixel; then up to ``train_per_day`` and ``val_per_day`` are drawn. Every ``val_day_every``-th
@@ -33,17 +33,20 @@ driver::
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Iterable, Iterator, Sequence
+import functools
+import hashlib
+import json
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
 from smray import cube as cubemod
-from smray.config import PatchConfig
+from smray.config import PatchConfig, to_dict
 from smray.errors import SmrayError
 from smray.grid import Grid
-from smray.normalise import (LAND_MIN, NormStats, block_mask, map_days, scale_inputs, scale_target,
+from smray.normalise import (LAND_MIN, NormStats, block_mask, block_names, map_days, scale_inputs, scale_target,
                              valid_pixels)
 from smray.storage import StorageConfig, resolve_storage
 
@@ -143,13 +146,24 @@ def block_index(grid: Grid, block_deg: float) -> np.ndarray:
     return brow[:, None] * ncol + bcol[None, :]
 
 
+#: the smallest block edge of the blocked split's default (``patches.block_deg: 0``), degrees
+AUTO_BLOCK_DEG = 5.0
+
+
+def block_edge(cfg: PatchConfig, grid: Grid) -> float:
+    """The blocked split's block edge on ``grid``, degrees: ``cfg.block_deg``, or by default
+    :data:`AUTO_BLOCK_DEG` or two patch widths, whichever is larger (a 9-cell window is 2.25° at
+    0.25°, 18° at 2°: a block must hold whole windows for validation patches to exist)."""
+    return float(cfg.block_deg) if cfg.block_deg > 0 else max(AUTO_BLOCK_DEG, 2.0 * cfg.size * float(grid.res))
+
+
 def validation_cells(grid: Grid, land_fraction: np.ndarray, cfg: PatchConfig, land_min: float = LAND_MIN
                      ) -> np.ndarray:
     """bool ``(lat, lon)``: cells in validation blocks of the blocked split. Of the blocks holding a
     land cell of ``grid``, ``round(val_block_fraction × n)`` (at least one and at most n − 1 when the
     fraction is strictly between 0 and 1 and n ≥ 2) are drawn with ``cfg.seed``; the same for every
     day."""
-    blocks = block_index(grid, cfg.block_deg)
+    blocks = block_index(grid, block_edge(cfg, grid))
     lf = np.asarray(land_fraction)
     land_blocks = np.unique(blocks[np.isfinite(lf) & (lf >= land_min)])
     n = land_blocks.size
@@ -352,6 +366,36 @@ def _select(sample: dict[str, np.ndarray], split: str, passes: Sequence[str]) ->
         "pass_index": np.array([lookup.get(p, -1) for p in sample["pass"][keep]], dtype=np.int8),
         "row": sample["row"][keep], "col": sample["col"][keep],
     }
+
+
+def select_split(sample: dict[str, np.ndarray], split: str) -> dict[str, np.ndarray]:
+    """The columns of :func:`patch_dataset` (:data:`COLUMNS`) for ``split`` ("train", "val" or
+    "all") of one :func:`sample_day` result."""
+    return _select(sample, split, cubemod.PASSES)
+
+
+def _split_day(date: dt.date, cube_url: str, storage: StorageConfig | None, patch_cfg: PatchConfig, qc_block: int,
+               stats: NormStats, land_min: float) -> dict[str, dict[str, np.ndarray]]:
+    sample = sample_day(cube_url, storage, date, patch_cfg, qc_block, stats, land_min=land_min)
+    return {split: select_split(sample, split) for split in ("train", "val")}
+
+
+def day_sampler(cube_url: str, storage: StorageConfig | None, patch_cfg: PatchConfig, qc_block: int | Sequence[str],
+                stats: NormStats, *, land_min: float = LAND_MIN) -> Callable[[dt.date], dict[str, dict[str, np.ndarray]]]:
+    """``f(date)`` → ``{"train": columns, "val": columns}`` of that day (:func:`select_split` of
+    :func:`sample_day`), picklable: the sampler of the patch shards (:func:`smray.shards.cut_shards`)."""
+    return functools.partial(_split_day, cube_url=cube_url, storage=resolve_storage(storage), patch_cfg=patch_cfg,
+                             qc_block=block_mask(qc_block), stats=stats, land_min=land_min)
+
+
+def shard_signature(cube_url: str, dates: Iterable[dt.date], patch_cfg: PatchConfig, qc_block: int | Sequence[str],
+                    stats: NormStats, *, land_min: float = LAND_MIN) -> dict[str, Any]:
+    """What makes two cuts of patch shards the same: the cube, the days, the patch and QC settings,
+    ``land_min`` and the scaling (a digest of the statistics)."""
+    scaling = {k: v for k, v in stats.to_dict().items() if k not in ("created", "cube")}
+    return {"cube": cube_url, "days": [d.isoformat() for d in sorted(dates)], "patches": to_dict(patch_cfg),
+            "qc_block": list(block_names(qc_block)), "land_min": float(land_min),
+            "norm_stats": hashlib.sha256(json.dumps(scaling, sort_keys=True, default=str).encode()).hexdigest()}
 
 
 def _sample_batch(batch: dict[str, np.ndarray], *, cube_url: str, storage: StorageConfig | None,

@@ -331,6 +331,30 @@ def wait_for_resources(need: dict[str, float], *, what: str, timeout_s: float, f
         request_resources(bundles=[])
 
 
+def tensor_table(columns: dict[str, Any]) -> Any:
+    """A ``pyarrow.Table`` of numpy ``columns``; a column of more than one dimension becomes Ray
+    Data's tensor extension type, so that Parquet written from it reads back (:func:`read_parquet`)
+    as numpy arrays of the same shape and dtype."""
+    import numpy as np
+    import pyarrow as pa
+    from ray.data.extensions import ArrowTensorArray
+
+    return pa.table({k: ArrowTensorArray.from_numpy(v) if np.ndim(v) > 1 else pa.array(v)
+                     for k, v in columns.items()})
+
+
+def read_parquet(paths: list[str], fs: Any, *, seed: int | None = None, num_cpus: float = 1.0) -> Any:
+    """A lazy ``ray.data.Dataset`` of the Parquet files ``paths`` on the fsspec filesystem ``fs``,
+    ``num_cpus`` per read task. With ``seed`` the files are read in a random order that is new on
+    every execution (epoch) and the same for the same seed (``FileShuffleConfig``, reseeded after
+    each execution); without, in the order given."""
+    import ray.data
+
+    shuffle = ray.data.FileShuffleConfig(seed=int(seed), reseed_after_execution=True) if seed is not None else None
+    return ray.data.read_parquet(paths, filesystem=pyarrow_filesystem(fs), shuffle=shuffle, num_cpus=num_cpus,
+                                 file_extensions=None)
+
+
 def select_columns(ds: Any, columns: list[str]) -> Any:
     """``ds.select_columns(columns)`` (lazy)."""
     return ds.select_columns(columns)

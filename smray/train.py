@@ -474,33 +474,64 @@ def run_training(cfg: Config, cube_url: str, train_start: dt.date | str, train_e
         from smray.patches import count_samples
 
         use_gpu, reader_cpus = _resources(cfg, progress) if kind != "svr" else (False, 1.0)
-        counts = count_samples(cube_url, storage, dates, cfg.patches, cfg.qc.block)
         where = f"{cube_url}: training period {start}..{end}"
-        n_train, n_val = check_sample_counts(counts, cfg.train.workers if kind != "svr" else 1, where)
-        progress(f"train: {where}: {n_train} training and {n_val} validation patches per epoch; "
-                 f"{validation_label(cfg.patches)}")
+        shards_url = cfg.paths.shards
+        if not shards_url:  # count before any work; with shards the cut's census counts exactly
+            counts = count_samples(cube_url, storage, dates, cfg.patches, cfg.qc.block)
+            n_train, n_val = check_sample_counts(counts, cfg.train.workers if kind != "svr" else 1, where)
         t0 = time.perf_counter()
         stats = fit_stats(cube_url, storage, start, end, cfg.normalise, cfg.qc.block, cfg.patches)
         stats_s = time.perf_counter() - t0
+        shards = None
+        if shards_url:
+            from smray.patches import day_sampler, shard_signature
+            from smray.shards import cut_shards
+
+            shards = cut_shards(shards_url, storage, dates,
+                                shard_signature(cube_url, dates, cfg.patches, cfg.qc.block, stats),
+                                day_sampler(cube_url, storage, cfg.patches, cfg.qc.block, stats),
+                                num_cpus=reader_cpus, progress=progress)
+            counts = {d: {"train": t, "val": v, "valid": t + v} for d, (t, v) in shards.counts.items()}
+            n_train, n_val = check_sample_counts(counts, cfg.train.workers if kind != "svr" else 1, where)
+            progress(f"train: patch shards {shards_url}: {n_train} training and {n_val} validation patches of "
+                     f"{len(dates)} days ({shards.cut_now} cut now, {shards.seconds:.0f} s)")
+        progress(f"train: {where}: {n_train} training and {n_val} validation patches per epoch; "
+                 f"{validation_label(cfg.patches)}")
         common = {"cube": cube_url, "train_start": start.isoformat(), "train_end": end.isoformat(), "out": out_url,
                   "kind": kind, "config": to_dict(cfg), "n_train": n_train, "n_val": n_val,
-                  "days": len(dates), "stats_s": stats_s, "validation": validation_label(cfg.patches)}
+                  "days": len(dates), "stats_s": stats_s, "validation": validation_label(cfg.patches),
+                  "shards": shards_url}
         if kind == "svr":
-            summary = _run_svr(cfg, cube_url, storage, dates, stats, out_url, n_train, n_val, common, progress)
+            summary = _run_svr(cfg, cube_url, storage, dates, stats, out_url, n_train, n_val, common, progress,
+                               shards=shards)
         else:
             summary = _run_torch(cfg, cube_url, storage, dates, stats, out_url, n_train, n_val, common, progress,
-                                 use_gpu=use_gpu, reader_cpus=reader_cpus)
+                                 use_gpu=use_gpu, reader_cpus=reader_cpus, shards=shards)
     finally:
         shutdown_ray(started)
     summary.seconds = time.perf_counter() - t_start
     return summary
 
 
+def patch_stream(cfg: Config, cube_url: str, storage: StorageConfig, dates: list[dt.date], stats: NormStats,
+                 split: str, *, shards: Any = None, num_cpus: float = 1.0, day_seed: int | None = None) -> Any:
+    """``split``'s samples as a lazy Ray Dataset: read from the patch shards when ``shards`` (their
+    :class:`smray.shards.ShardCensus`), else cut from the cube day by day; days (shard files) in a
+    new random order every epoch with ``day_seed``."""
+    if shards is not None:
+        from smray.shards import shard_dataset
+
+        return shard_dataset(storage, shards, split, seed=day_seed, num_cpus=num_cpus)
+    from smray.patches import patch_dataset
+
+    return patch_dataset(cube_url, storage, dates, cfg.patches, cfg.qc.block, stats, split=split, num_cpus=num_cpus,
+                         day_seed=day_seed)
+
+
 def _run_torch(cfg: Config, cube_url: str, storage: StorageConfig, dates: list[dt.date], stats: NormStats,
                out_url: str, n_train: int, n_val: int, common: dict[str, Any], progress: Callable[[str], None], *,
-               use_gpu: bool, reader_cpus: float) -> TrainSummary:
+               use_gpu: bool, reader_cpus: float, shards: Any = None) -> TrainSummary:
     from smray import raysupport as rs
-    from smray.patches import patch_dataset
 
     tc = cfg.train
     run = run_signature(cfg, cube_url, dates[0], dates[-1], stats)
@@ -521,8 +552,8 @@ def _run_torch(cfg: Config, cube_url: str, storage: StorageConfig, dates: list[d
     day_seed = _shuffle_seed(tc.seed, resumed_from, 0) if tc.day_order == "shuffled" else None
 
     def dataset(split: str) -> Any:
-        ds = patch_dataset(cube_url, storage, dates, cfg.patches, cfg.qc.block, stats, split=split,
-                           num_cpus=reader_cpus, day_seed=day_seed if split == "train" else None)
+        ds = patch_stream(cfg, cube_url, storage, dates, stats, split, shards=shards, num_cpus=reader_cpus,
+                          day_seed=day_seed if split == "train" else None)
         return rs.select_columns(ds, ["x", "y"])
 
     span = float(stats.target_upper - stats.target_lower)
@@ -633,17 +664,16 @@ def _svr_sums(batch: dict[str, np.ndarray], *, model: Any) -> dict[str, np.ndarr
 
 def _run_svr(cfg: Config, cube_url: str, storage: StorageConfig, dates: list[dt.date], stats: NormStats,
              out_url: str, n_train: int, n_val: int, common: dict[str, Any],
-             progress: Callable[[str], None]) -> TrainSummary:
+             progress: Callable[[str], None], *, shards: Any = None) -> TrainSummary:
     from smray import raysupport as rs
     from smray.baselines import fit_svr, save_svr
-    from smray.patches import patch_dataset
 
     tc = cfg.train
     write_json(join(out_url, NORMALISATION_FILE), storage, stats.to_dict())
     want = min(tc.svr_max_samples, n_train)
     fraction = min(1.0, 1.1 * want / n_train + 20.0 / n_train)  # a little more than needed, then the first `want`
     t0 = time.perf_counter()
-    ds = patch_dataset(cube_url, storage, dates, cfg.patches, cfg.qc.block, stats, split="train")
+    ds = patch_stream(cfg, cube_url, storage, dates, stats, "train", shards=shards)
     ds = rs.map_batches(ds, _keep_fraction, batch_size=None, fn_kwargs={"fraction": fraction, "seed": tc.seed})
     batch = rs.take_batch(ds, want)
     if not batch or len(batch["y"]) < 2:
@@ -653,7 +683,7 @@ def _run_svr(cfg: Config, cube_url: str, storage: StorageConfig, dates: list[dt.
     save_svr(join(out_url, SVR_FILE), model, storage=storage)
     shipped = dataclasses.replace(model, estimator=None)
     t1 = time.perf_counter()
-    val = patch_dataset(cube_url, storage, dates, cfg.patches, cfg.qc.block, stats, split="val")
+    val = patch_stream(cfg, cube_url, storage, dates, stats, "val", shards=shards)
     val = rs.map_batches(rs.select_columns(val, ["x", "y"]), _svr_sums, batch_size=None, fn_kwargs={"model": shipped})
     sums = np.zeros(len(SUM_FIELDS))
     for b in rs.iter_numpy_batches(val):

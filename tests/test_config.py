@@ -145,6 +145,7 @@ def test_dates_accept_date_objects_and_strings():
     ({"train": {"day_order": "random"}}, "train.day_order", "shuffled or calendar"),
     ({"train": {"shuffle_buffer": -1}}, "train.shuffle_buffer", ">= 0"),
     ({"patches": {"val_block_fraction": 1.0}}, "patches.val_block_fraction", "0 < val_block_fraction < 1"),
+    ({"patches": {"block_deg": -5}}, "patches.block_deg", "or 0 for the default"),
     ({"patches": {"split": "random", "val_day_every": -1}}, "patches.val_day_every", "must be 0"),
 ])
 def test_bad_values_name_the_field(data, field_name, words):
@@ -276,13 +277,14 @@ def test_validation_is_honest_by_default_and_the_paper_split_is_labelled() -> No
     from smray.config import PatchConfig, validation_label
 
     default = config_from_dict({}).patches
-    assert default.split == "blocked" and default.val_day_every == 5
+    assert default.split == "blocked" and default.val_day_every == 5 and default.block_deg == 0
     label = validation_label(default)
-    assert label.startswith("blocked split: validation on held-out 5° blocks (0.2 of the land blocks)")
-    assert "one day in 5" in label and "no validation pixel shares a place and day with training" in label
+    assert label.startswith("blocked split: validation on held-out blocks (5°, or two patch widths on coarser "
+                            "grids; 0.2 of the land blocks) and one day in 5 held out whole")
+    assert label.endswith("; no validation pixel shares a place and day with training")
     assert validation_label(dataclasses.asdict(default)) == label
     no_days = validation_label(PatchConfig(val_day_every=0, block_deg=10.0))
-    assert "10° blocks" in no_days and "day" not in no_days.split(";")[0]
+    assert no_days.startswith("blocked split: validation on held-out blocks (10°; 0.2 of the land blocks); no")
     paper = validation_label(PatchConfig(split="random"))
     assert paper.startswith("random split (the paper's protocol)") and "optimistic" in paper
     assert validation_label({"per_day": 100}) == paper

@@ -20,7 +20,7 @@ START = dt.date(2010, 7, 1)
 BLOCK = qc.DEFAULT_BLOCKING
 STATS = NormStats(channels=cube.CHANNELS, tb_lower_k=(100.0,) * 4, tb_upper_k=(320.0,) * 4, target_lower=0.0,
                   target_upper=0.6, start=START, end=START)
-SMALL = PatchConfig(per_day=700, train_per_day=600, val_per_day=100)
+SMALL = PatchConfig(per_day=700, train_per_day=600, val_per_day=100, split="random")
 
 
 def build_cube(url: str, *, grid: Grid, start: dt.date = START, days: int, seed: int, storage=None,
@@ -189,7 +189,7 @@ def test_random_split_counts_proportions_and_values(global_cube: str) -> None:
     np.testing.assert_allclose(s["x"], (raw - 100.0) / 220.0, atol=1e-6)
     assert len(set(zip(p, s["row"], s["col"]))) == 700  # drawn without replacement
     # fewer valid centres than per_day: all are used, keeping the train:val proportion
-    big = PatchConfig(per_day=35000, train_per_day=30000, val_per_day=5000)
+    big = PatchConfig(per_day=35000, train_per_day=30000, val_per_day=5000, split="random")
     counts = patches.day_counts(global_cube, None, START, big, BLOCK)
     total = counts["valid"]
     assert total < 35000 and counts["train"] + counts["val"] == total
@@ -232,6 +232,19 @@ def test_stacked_passes(global_cube: str) -> None:
         raw = patches.extract_patches(day["tb"], s["row"], s["col"], p, [0, 1, 2, 3], 9, True)
         np.testing.assert_allclose(s["x"][:, 4 * p:4 * p + 4], (raw - 100.0) / 220.0, atol=1e-6)
     assert len(set(zip(s["row"], s["col"]))) == 700  # one sample per centre
+
+
+def test_the_default_split_is_blocked_with_blocks_that_hold_whole_windows(global_cube: str) -> None:
+    """The default (blocked, block_deg 0): 5° blocks at 0.25°, two patch widths on coarser grids, so a
+    coarse cube still yields validation patches from blocks on days that are not held out."""
+    cfg = PatchConfig(per_day=700, train_per_day=600, val_per_day=100)
+    assert cfg.split == "blocked"
+    assert patches.block_edge(cfg, Grid(0.25)) == 5.0 and patches.block_edge(cfg, Grid(2.0)) == 36.0
+    assert patches.block_edge(dataclasses.replace(cfg, block_deg=10.0), Grid(2.0)) == 10.0
+    counts = patches.count_samples(global_cube, None, cube.info(global_cube).dates, cfg, BLOCK, use_ray=False)
+    first, held_out = list(counts.values())[0], list(counts.values())[4]  # day 5 of the cube: held out
+    assert first["train"] == 600 and first["val"] == 100
+    assert held_out["train"] == 0 and held_out["val"] == 700
 
 
 def test_blocked_split_shares_no_pixel_and_holds_out_days(global_cube: str) -> None:
@@ -363,3 +376,101 @@ def test_ray_data_stage_on_s3(s3_bucket: str, ray_local) -> None:
     ds = patches.patch_dataset(url, None, dates, cfg, BLOCK, stats, split="val")
     n = sum(b["y"].size for b in ds.iter_batches(batch_size=64, batch_format="numpy"))
     assert n == _expected(url, dates, cfg, "val") == 100
+
+
+# --------------------------------------------------------------------------------------------
+# Patch shards (smray.shards): cut once, read every epoch
+# --------------------------------------------------------------------------------------------
+SHARD_CFG = dataclasses.replace(SMALL, split="blocked", block_deg=20.0, val_day_every=2)
+
+
+def _cut(url: str, cube_url: str, dates, cfg: PatchConfig = SHARD_CFG, progress=lambda _: None):
+    from smray.shards import cut_shards
+
+    return cut_shards(url, None, dates, patches.shard_signature(cube_url, dates, cfg, BLOCK, STATS),
+                      patches.day_sampler(cube_url, None, cfg, BLOCK, STATS), progress=progress)
+
+
+def _rows(ds) -> dict[str, np.ndarray]:
+    batches = list(ds.iter_batches(batch_size=None, batch_format="numpy"))
+    return {k: np.concatenate([b[k] for b in batches]) for k in patches.COLUMNS}
+
+
+@pytest.mark.ray
+@pytest.mark.s3
+def test_shards_hold_exactly_the_patches_cut_from_the_cube(global_cube: str, s3_bucket: str, ordered_data) -> None:
+    """The cut (one Ray task a day, Parquet on the local S3) holds every column of every sample the
+    cube stream gives, in the same order, x bit for bit; its census (one listing) equals the counts."""
+    from smray import shards
+
+    dates = cube.info(global_cube).dates
+    url = s3_bucket + "/shards"
+    census = _cut(url, global_cube, dates)
+    counts = patches.count_samples(global_cube, None, dates, SHARD_CFG, BLOCK)
+    assert census.counts == {d: (c["train"], c["val"]) for d, c in counts.items()} and census.cut_now == len(dates)
+    assert census.n_val > 0 and census.counts[dates[1]][0] == 0  # day 2 is held out: no training file
+    assert shards.census(url, None) == census.counts
+    for split in ("train", "val"):
+        got = _rows(shards.shard_dataset(None, census, split))
+        want = _rows(patches.patch_dataset(global_cube, None, dates, SHARD_CFG, BLOCK, STATS, split=split))
+        assert got["x"].shape[1:] == (4, 9, 9) and got["x"].dtype == np.float32
+        for k in patches.COLUMNS:
+            np.testing.assert_array_equal(got[k], want[k], err_msg=f"{split}: {k}")
+
+
+@pytest.mark.ray
+def test_shard_cut_resumes_and_refuses_a_store_of_another_run(global_cube: str, tmp_path, ordered_data) -> None:
+    """A day whose record is gone (a cut killed halfway) is cut again, the others kept; a store cut
+    for another config, or a directory that is no shard store, is refused in one line naming it."""
+    from smray import shards
+
+    dates = cube.info(global_cube).dates
+    url = str(tmp_path / "shards")
+    first = _cut(url, global_cube, dates)
+    kept = (tmp_path / "shards" / "train" / f"{dates[0]}.parquet").stat().st_mtime_ns
+    (tmp_path / "shards" / "train" / f"{dates[2]}.parquet").write_bytes(b"half a file")  # no record: cut again
+    next((tmp_path / "shards" / "_smray" / "days").glob(f"{dates[2]}_*")).unlink()
+    lines: list[str] = []
+    again = _cut(url, global_cube, dates, progress=lines.append)
+    assert again.cut_now == 1 and again.counts == first.counts
+    assert lines == [f"train: cutting the patches of 1 of {len(dates)} days into {url} ({len(dates) - 1} there already)"]
+    assert (tmp_path / "shards" / "train" / f"{dates[0]}.parquet").stat().st_mtime_ns == kept
+    rows = _rows(shards.shard_dataset(None, again, "train"))
+    assert rows["y"].size == again.n_train and np.isfinite(rows["x"]).all()
+    other = dataclasses.replace(SHARD_CFG, per_day=650, train_per_day=550)
+    with pytest.raises(SmrayError) as err:
+        _cut(url, global_cube, dates, other)
+    msg = str(err.value)
+    assert msg.startswith(f"{url}: paths.shards: the patches there were cut for another training run (other "
+                          "patches.per_day, patches.train_per_day)") and "\n" not in msg
+    (tmp_path / "elsewhere").mkdir()
+    (tmp_path / "elsewhere" / "notes.txt").write_text("mine")
+    with pytest.raises(SmrayError, match="elsewhere: paths.shards: not empty and not a patch-shard store"):
+        _cut(str(tmp_path / "elsewhere"), global_cube, dates)
+    assert (tmp_path / "elsewhere" / "notes.txt").read_text() == "mine"
+
+
+@pytest.mark.ray
+def test_shard_files_come_in_a_new_order_every_epoch(global_cube: str, tmp_path, ordered_data) -> None:
+    """With a seed, each consumption (epoch) reads the day files in a new order, the same sequence of
+    orders for the same seed; every sample every epoch."""
+    from smray import shards
+
+    dates = cube.info(global_cube).dates
+    census = _cut(str(tmp_path / "s"), global_cube, dates)
+
+    def epochs(seed: int) -> list[list[int]]:
+        ds = shards.shard_dataset(None, census, "val", seed=seed)
+        out = []
+        for _ in range(3):
+            order, rows = [], 0
+            for batch in ds.iter_batches(batch_size=None, batch_format="numpy"):
+                rows += batch["y"].size
+                order += [d for d in dict.fromkeys(batch["day"].tolist()) if d not in order]
+            assert rows == census.n_val
+            out.append(order)
+        return out
+
+    first = epochs(5)
+    assert all(sorted(o) == [cube.days_since_epoch(d) for d in dates] for o in first)
+    assert len({tuple(o) for o in first}) > 1 and epochs(5) == first

@@ -102,7 +102,7 @@ def test_actor_pool_writes_a_cf_store(setup: dict) -> None:
     ds = xr.open_zarr(setup["full"], consolidated=False)
     assert ds.attrs["Conventions"] == "CF-1.8" and ds.attrs["smray_format"] == "smray-maps-1"
     assert ds.attrs["smray_model_kind"] == "cnn" and ds.attrs["smray_cube"] == setup["cube"]
-    assert ds.attrs["smray_model_validation"].startswith("blocked split: validation on held-out 10° blocks")
+    assert ds.attrs["smray_model_validation"].startswith("blocked split: validation on held-out blocks (10°;")
     assert ds["time"].dtype.kind == "M" and ds.sizes == {"time": DAYS, "lat": 180, "lon": 360, "pass": 2, "nv": 2}
     assert str(ds["time"].values[0])[:10] == START.isoformat() and str(ds["time"].values[-1])[:10] == END.isoformat()
     bnds = ds["time_bnds"].values

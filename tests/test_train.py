@@ -41,8 +41,8 @@ TRAIN = merged(SMALL_RUN, {"grid": {"res": RES},
                            "train": {"workers": 2, "lr": 0.001, "max_failures": 1, "svr_max_samples": 1500}})
 
 
-def write_config(path: Path, **train: object) -> Path:
-    return testing.write_config(path, base=TRAIN, train=train)
+def write_config(path: Path, *, shards: Path | None = None, **train: object) -> Path:
+    return testing.write_config(path, base=TRAIN, train=train, **({"paths": {"shards": str(shards)}} if shards else {}))
 
 
 # --------------------------------------------------------------------------------------------
@@ -154,23 +154,25 @@ def nan_cube(clean_cube: Path) -> Path:
 @pytest.fixture(scope="module")
 def resumed(nan_cube: Path, tmp_path_factory) -> dict:
     """Run 1: 2 epochs on 2 workers, a worker fails after epoch 1 (retried from its checkpoint).
-    Run 2: the same command with 4 epochs resumes after epoch 2."""
+    Run 2: the same command with 4 epochs resumes after epoch 2. Both read the patch shards
+    (paths.shards) that run 1 cuts."""
     root = tmp_path_factory.mktemp("cnn")
     out = root / "out"
     marker = root / "failed-once"
-    cfg1 = load_config(write_config(root / "cfg2.yaml", epochs=2))
+    shards = root / "shards"
+    cfg1 = load_config(write_config(root / "cfg2.yaml", epochs=2, shards=shards))
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv(FAIL_ONCE_ENV, f"1:{marker}")
         first = run_training(cfg1, str(nan_cube), START, END, str(out), progress=quiet)
     run1 = json.loads((out / "training.json").read_text())
     last1 = sorted((out / RAY_TRAIN_DIR / RUN_NAME).glob("epoch_*"))[-1] / LAST_FILE
-    cfg4 = write_config(root / "cfg4.yaml", epochs=4)
+    cfg4 = write_config(root / "cfg4.yaml", epochs=4, shards=shards)
     argv = ["train", "--cube", str(nan_cube), "--train-start", START.isoformat(), "--train-end", END.isoformat(),
             "--out", str(out), "--config", str(cfg4)]
     assert main(argv) == 0
     run2 = json.loads((out / "training.json").read_text())
     return {"out": out, "marker": marker, "first": first, "run1": run1, "run2": run2, "last1": last1,
-            "cfg": load_config(cfg4), "argv": argv}
+            "cfg": load_config(cfg4), "argv": argv, "shards": shards}
 
 
 @pytest.mark.ray
@@ -180,6 +182,10 @@ def test_cnn_on_two_workers_learns(resumed: dict) -> None:
     assert [h["epoch"] for h in hist] == [1, 2, 3, 4]
     assert all(h["workers"] == 2 for h in hist)
     assert hist[0]["train_n"] == 10000 and hist[0]["val_n"] == 2000  # 4 days × 2500 / 500, split evenly
+    # read from the patch shards, cut once by run 1 (one file a day and split)
+    assert resumed["run1"]["shards"] == resumed["run2"]["shards"] == str(resumed["shards"])
+    assert len(list((resumed["shards"] / "_smray" / "days").glob("*.done"))) == DAYS
+    assert len(list((resumed["shards"] / "train").glob("*.parquet"))) == DAYS
     assert hist[-1]["train_loss"] < 0.8 * hist[0]["train_loss"]
     # validation: the best later epoch beats the first (with a new day order every epoch, a 4-day run's
     # last epoch need not be its best; model.pt holds the best)
@@ -276,14 +282,19 @@ def test_incompatible_or_corrupt_checkpoint_is_refused_before_training(resumed: 
 # --------------------------------------------------------------------------------------------
 @pytest.mark.ray
 def test_svr_baseline_on_the_same_split(resumed: dict, nan_cube: Path, tmp_path: Path) -> None:
-    cfg = resumed["cfg"]
-    svr = run_training(cfg, str(nan_cube), START, END, str(tmp_path / "svr"), model_kind="svr", progress=quiet)
-    again = run_training(cfg, str(nan_cube), START, END, str(tmp_path / "svr2"), model_kind="svr", progress=quiet)
+    cfg = resumed["cfg"]  # with the CNN's patch shards (the same cut: nothing is cut again)
+    lines: list[str] = []
+    svr = run_training(cfg, str(nan_cube), START, END, str(tmp_path / "svr"), model_kind="svr", progress=lines.append)
+    assert any("patch shards" in line and "(0 cut now" in line for line in lines), lines
+    from_cube = dataclasses.replace(cfg, paths=dataclasses.replace(cfg.paths, shards=None))
+    again = run_training(from_cube, str(nan_cube), START, END, str(tmp_path / "svr2"), model_kind="svr",
+                         progress=quiet)
     assert (svr.n_train, svr.n_val) == (resumed["run2"]["n_train"], resumed["run2"]["n_val"]) == (10000, 2000)
     info = json.loads((tmp_path / "svr" / "training.json").read_text())
     assert svr.n_fitted == info["n_fitted"] == 1500 and info["val_n"] == 2000 and info["n_support"] > 0
     assert math.isfinite(svr.val_rmse_m3) and math.isfinite(svr.val_r2) and svr.val_r2 > 0
-    assert (svr.val_rmse, svr.n_fitted) == (again.val_rmse, again.n_fitted)  # a deterministic subsample
+    # a deterministic subsample: the same from the shards as cut from the cube
+    assert (svr.val_rmse, svr.n_fitted) == (again.val_rmse, again.n_fitted)
     model = load_svr(str(tmp_path / "svr" / "svr.npz"), cfg.model.__class__(kind="svr"), cfg.patches)
     assert model.n_fitted == 1500
     assert (tmp_path / "svr" / "normalisation.json").exists()
