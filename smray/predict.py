@@ -90,6 +90,20 @@ class ModelSource:
     validation: str = ""  #: how the model's validation patches were drawn (config.validation_label; "" physical)
 
 
+def _validation(model_url: str, storage: StorageConfig) -> str:
+    """How the model's validation patches were drawn, from its training record ("" without one)."""
+    from smray.checkpoint import TRAINING_FILE
+
+    try:
+        rec = read_json(join(model_url, TRAINING_FILE), storage)
+    except (FileNotFoundError, SmrayError):
+        return ""
+    if rec.get("validation"):
+        return str(rec["validation"])
+    patches = (rec.get("config") or {}).get("patches")
+    return validation_label(patches) if isinstance(patches, dict) else ""
+
+
 def _sha256(fs: Any, path: str) -> str:
     return hashlib.sha256(read_bytes(fs, path)).hexdigest()
 
@@ -145,7 +159,7 @@ def describe_model(model_url: str, storage: StorageConfig, cube: cubemod.CubeInf
         raise SmrayError(f"{model_url}: a stacked-pass model needs both passes, the cube has {cube.passes}")
     return ModelSource(kind=kind, url=model_url, artefact=artefact, sha256=sha, fingerprint=fingerprint,
                        channels=channels, stack_passes=stack, size=int(patches.get("size", 9)),
-                       norm_stats=stats, validation=validation_label(patches))
+                       norm_stats=stats, validation=_validation(model_url, storage))
 
 
 # --------------------------------------------------------------------------------------------
