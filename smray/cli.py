@@ -257,7 +257,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--overwrite", action="store_true", help="allow writing into an existing archive")
     p.add_argument("--layout", dest="tb_layout", choices=LAYOUTS,
                    help="TB file layout: JAXA L3 HDF5 (default), NSIDC-0302 quarter-degree or NSIDC-0301 "
-                        "EASE-Grid flat binary, or NSIDC AE_Land3 HDF4 with the ocean filled (synth.tb_layout)")
+                        "EASE-Grid flat binary, NSIDC AE_Land3 HDF4 with the ocean filled, or NSIDC AE_L2A "
+                        "half-orbit swaths HDF4 (synth.tb_layout)")
     p.add_argument("--config", help="YAML config file (command-line values override it)")
     p.set_defaults(func=cmd_synth)
 
@@ -287,7 +288,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_demo)
 
     p = sub.add_parser("ingest", help="build the analysis-ready cube from TB and reference archives",
-                       description="Read brightness temperatures (JAXA L3 or NSIDC AE_Land3) and the reference "
+                       description="Read brightness temperatures (JAXA L3, NSIDC-0302/0301, AE_Land3 or AE_L2A swaths) "
+                                   "and the reference "
                                    "(ERA-Interim/ERA5 GRIB or netCDF) from object storage, screen, composite and "
                                    "regrid them day by day in parallel Ray Data tasks, and write an analysis-ready "
                                    "Zarr cube. A re-run skips finished days; a later --end appends.")

@@ -26,7 +26,7 @@ from smray.grid import check_bbox, check_resolution
 from smray.storage import SECRET, S3Config, StorageConfig  # noqa: F401 - storage owns its settings
 
 #: the archive layouts the twin writes (smray.synth.layouts)
-TB_LAYOUTS = ("jaxa_l3", "nsidc_0302", "nsidc_0301", "nsidc_ae_land3")
+TB_LAYOUTS = ("jaxa_l3", "nsidc_0302", "nsidc_0301", "nsidc_ae_land3", "nsidc_ae_l2a")
 
 
 @dataclass(frozen=True)
@@ -60,7 +60,7 @@ class SynthConfig:
     max_in_flight: int = 3  #: days being rendered/written at once (bounds memory)
     sensor: str = "AMSR-E"  #: sensor name written into the file attributes
     #: TB file layout: jaxa_l3 (JAXA L3 HDF5), nsidc_0302 (quarter-degree flat), nsidc_0301 (EASE-Grid flat),
-    #: nsidc_ae_land3 (AE_Land3 HDF4, land only: ocean and lakes filled)
+    #: nsidc_ae_land3 (AE_Land3 HDF4, land only: ocean and lakes filled), nsidc_ae_l2a (AE_L2A half-orbit swaths)
     tb_layout: str = "jaxa_l3"
 
     def __post_init__(self) -> None:

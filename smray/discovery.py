@@ -16,6 +16,10 @@ Brightness temperatures come in one of two layouts:
   Each day uses one grid: the quarter-degree files when the day has any, else the global EASE
   ("ML") files, so an archive may hold 0302 for some days and 0301 for others; polar EASE files
   and the other channels are listed as not used.
+* NSIDC AE_L2A half-orbit swaths (``AMSR_E_L2A_BrightnessTemperatures_V12_201107010054_A.hdf``):
+  product ``nsidc_ae_l2a``, whose index maps ``(date, pass, YYYYMMDDhhmm)`` → URL (the name's
+  date, pass and first-scan time). A day's files (:meth:`TbIndex.day`) are those named for it plus
+  the previous day's files that start at or after 23:00 UTC, whose scans may run past midnight.
 
 Reference files (ERA-Interim / ERA5 netCDF or GRIB) are named with a day (``…_20110701….nc``,
 ``…_2011-07-01.grib``, one day) or a month (``ERA-Interim_swvl1_201107.nc``, ``era5_2011_07.nc``,
@@ -48,6 +52,7 @@ from dataclasses import dataclass, field
 from smray.errors import SmrayError
 from smray.formats.detect import PRODUCT_PATTERNS, basename
 from smray.formats.nsidc_flat import EASE as FLAT_EASE, QD as FLAT_QD, parse_flat_name
+from smray.formats.nsidc_l2a import STRADDLE_START_H, parse_l2a_name
 from smray.storage import StorageConfig, filesystem, join
 
 #: Bands of the JAXA L3 files the cube uses (6.9 and 10.7 GHz), in cube channel order.
@@ -56,7 +61,8 @@ PASSES: tuple[str, ...] = ("A", "D")
 JAXA = "jaxa_l3_tb"
 NSIDC = "nsidc_ae_land3"
 NSIDC_FLAT = "nsidc_flat"
-TB_PRODUCTS = (JAXA, NSIDC, NSIDC_FLAT)
+NSIDC_L2A = "nsidc_ae_l2a"
+TB_PRODUCTS = (JAXA, NSIDC, NSIDC_FLAT, NSIDC_L2A)
 #: Channels of the NSIDC-0301/0302 files the cube uses, plus the time file of each pass.
 FLAT_CHANNELS: tuple[str, ...] = ("06H", "06V", "10H", "10V")
 FLAT_KEYS: tuple[str, ...] = (*FLAT_CHANNELS, "TIM")
@@ -117,6 +123,13 @@ class TbIndex:
             url = self.files.get(date)
             return {"*": {"*": url}} if url else {}
         out: dict[str, dict[str, str]] = {}
+        if self.product == NSIDC_L2A:  # pass → first-scan stamp → URL, with the previous day's late files
+            before = date - dt.timedelta(days=1)
+            for (d, p, stamp), url in sorted(self.files.items(), key=lambda kv: str(kv[0])):
+                late = d == before and int(stamp[8:10]) + int(stamp[10:12]) / 60.0 >= STRADDLE_START_H
+                if d == date or late:
+                    out.setdefault(p, {})[stamp] = url
+            return out
         keys = FLAT_KEYS if self.product == NSIDC_FLAT else TB_BANDS
         for p in PASSES:
             bands = {b: self.files[(date, p, b)] for b in keys if (date, p, b) in self.files}
@@ -310,6 +323,11 @@ def index_tb(names: Iterable[str], pattern: str | None = None, *, url: str = "",
     flat: dict[dt.date, dict[str, list[tuple[tuple, str]]]] = {}
     for name in names:
         base = basename(name)
+        l2a = None if pattern else parse_l2a_name(base)
+        if l2a is not None:
+            found.setdefault(NSIDC_L2A, {}).setdefault(
+                (l2a["date"], l2a["pass_"], f"{l2a['start']:%Y%m%d%H%M}"), []).append(name)
+            continue
         info = None if pattern else parse_flat_name(base)
         if info is not None:
             if info["area"] in ("ML", "D.25") and info["channel"] in FLAT_KEYS:

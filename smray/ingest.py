@@ -35,8 +35,9 @@ import numpy as np
 
 from smray import cube
 from smray.config import Config, IngestConfig, QCConfig, to_dict
-from smray.discovery import JAXA, NSIDC, NSIDC_FLAT, RefIndex, TbIndex, discover_ref, discover_tb
+from smray.discovery import JAXA, NSIDC, NSIDC_FLAT, NSIDC_L2A, RefIndex, TbIndex, discover_ref, discover_tb
 from smray.errors import SmrayError
+from smray.formats import nsidc_l2a
 from smray.formats.detect import basename, load_source
 from smray.formats.era import read_era_native, regrid_era
 from smray.formats.jaxa_l3 import aggregate_area, read_jaxa_l3_native
@@ -62,8 +63,9 @@ REF_CACHE_FILES = 2
 @dataclass(frozen=True)
 class DayJob:
     """The files of one day, from discovery: ``tb``/``tb_previous`` are pass → band → URL for JAXA
-    L3 (pass → channel or ``TIM`` → URL for NSIDC-0302/0301) and ``{"*": {"*": url}}`` for AE_Land3
-    (both passes in one file); ``ref`` the reference URL."""
+    L3 (pass → channel or ``TIM`` → URL for NSIDC-0302/0301, pass → first-scan stamp → URL for
+    AE_L2A half-orbits) and ``{"*": {"*": url}}`` for AE_Land3 (both passes in one file); ``ref``
+    the reference URL."""
 
     date: dt.date
     product: str
@@ -246,13 +248,61 @@ def _read_flat_pass(bands: dict[str, str], grid: Grid, storage: StorageConfig, w
     return stack, used
 
 
+def _read_l2a(url: str, storage: StorageConfig) -> dict[str, Any]:
+    """One AE_L2A half-orbit file's swath (:func:`smray.formats.nsidc_l2a.read_l2a_swath`)."""
+    local = local_path(url)
+    source: Any = local if local is not None else load_source(url, storage)[0]
+    return nsidc_l2a.read_l2a_swath(source, channels=CHANNELS, name=url)
+
+
+def _read_l2a_pass(stamps: dict[str, str], date: dt.date, grid: Grid, storage: StorageConfig, what: str
+                   ) -> tuple[np.ndarray, list[str]]:
+    """(4, nlat, nlon) K of one pass of one UTC day from its AE_L2A half-orbit files (those named
+    for the day must hold scans of it; the previous day's late files add their scans past
+    midnight), gridded by inverse-distance squared (:func:`smray.formats.nsidc_l2a.grid_swaths`).
+    Cached per worker by (files, day, grid): the next day reuses it for compositing."""
+    urls = [stamps[k] for k in sorted(stamps)]
+    tokens = []
+    for url in urls:
+        try:
+            tokens.append((url, _object_token(url, storage)))
+        except Exception as err:  # noqa: BLE001
+            if is_transient(err):
+                raise
+            raise DaySkip(_problem(url, err, what), [url]) from None
+
+    def load() -> np.ndarray:
+        swaths = []
+        for url in urls:
+            try:
+                sw = _read_l2a(url, storage)
+                if sw["date"] == date:
+                    nsidc_l2a.check_has_scans(sw)
+            except Exception as err:  # noqa: BLE001 - every reader failure is bad input of the day
+                if is_transient(err):
+                    raise
+                raise DaySkip(_problem(url, err, what), [url]) from None
+            swaths.append(sw)
+        return nsidc_l2a.grid_swaths(swaths, date, grid, CHANNELS)
+
+    return _TB_CACHE.get(("l2a", tuple(tokens), date, grid), load), urls
+
+
 def read_tb(files: dict[str, dict[str, str]], product: str, grid: Grid, storage: StorageConfig,
-            what: str = "tb") -> tuple[dict[str, np.ndarray], list[str]]:
+            what: str = "tb", date: dt.date | None = None) -> tuple[dict[str, np.ndarray], list[str]]:
     """The TBs of one day: pass → float32 (4, nlat, nlon) K in :data:`CHANNELS` order (NaN = not
     observed; a band without its file is NaN) and the URLs read. Raises :class:`DaySkip` naming the
-    first bad file."""
+    first bad file. AE_L2A needs ``date`` (the UTC day whose scans are gridded)."""
     out: dict[str, np.ndarray] = {}
     used: list[str] = []
+    if product == NSIDC_L2A:
+        if date is None:
+            raise SmrayError("read_tb: AE_L2A swaths need the day to grid")
+        for p in PASSES:
+            if files.get(p):
+                out[p], got = _read_l2a_pass(files[p], date, grid, storage, what)
+                used += got
+        return out, used
     if product == NSIDC:
         url = files.get("*", {}).get("*")
         if not url:
@@ -350,7 +400,7 @@ def load_day(job: DayJob, grid: Grid, storage: StorageConfig) -> DayInputs:
     """Read and regrid everything one day needs. Raises :class:`DaySkip` for bad input of the day."""
     if not job.tb:
         raise DaySkip(f"tb: no brightness-temperature file for {job.date}")
-    tb_today, files = read_tb(job.tb, job.product, grid, storage)
+    tb_today, files = read_tb(job.tb, job.product, grid, storage, date=job.date)
     if not any(np.isfinite(v).any() for v in tb_today.values()):
         raise DaySkip(f"tb: no observed pixel in the day's files ({', '.join(basename(f) for f in files)})", files)
     if not job.ref:
@@ -377,7 +427,8 @@ def load_day(job: DayJob, grid: Grid, storage: StorageConfig) -> DayInputs:
         if not part:
             continue
         try:
-            got, used = read_tb(part, job.product, grid, storage, what="previous-day tb")
+            got, used = read_tb(part, job.product, grid, storage, what="previous-day tb",
+                                date=job.date - dt.timedelta(days=1))
         except DaySkip as skip:
             notes.append(f"{skip.reason}; not composited")
             continue
@@ -497,7 +548,7 @@ def run_ingest(cfg: Config, tb_url: str, ref_url: str, out: str, start: dt.date,
 
     tb_index = discover_tb(tb_url, storage, cfg.ingest.tb_pattern)
     if not tb_index.files:
-        how = "ingest.tb_pattern" if cfg.ingest.tb_pattern else "JAXA L3, AE_Land3 or NSIDC-0301/0302 names"
+        how = "ingest.tb_pattern" if cfg.ingest.tb_pattern else "JAXA L3, AE_Land3, AE_L2A or NSIDC-0301/0302 names"
         raise SmrayError(f"paths.tb: no brightness-temperature files under {tb_url} "
                          f"({len(tb_index.unrecognised) + len(tb_index.ignored)} files listed, none usable by {how})")
     ref_index = discover_ref(ref_url, storage, cfg.ingest.ref_pattern)

@@ -40,7 +40,8 @@ DESCRIPTIONS = {
     "nsidc_ae_land3": "NSIDC AMSR-E AE_Land3 daily land product (HDF-EOS2/HDF4, EASE-Grid 25 km)",
     "nsidc_0302": "NSIDC-0302 AMSR-E daily quarter-degree gridded TB (flat binary, uint16 0.1 K, little-endian)",
     "nsidc_0301": "NSIDC-0301 AMSR-E daily EASE-Grid 25 km TB (flat binary, uint16 0.1 K, little-endian)",
-    "nsidc_ae_l2a": "NSIDC AMSR-E AE_L2A resampled TB swath (HDF-EOS2/HDF4; listed, not read)",
+    "nsidc_ae_l2a": ("NSIDC AMSR-E AE_L2A resampled TB half-orbit swath (HDF-EOS2/HDF4, Low_Res_Swath; read and "
+                     "gridded per pass by inverse-distance squared onto 0.25 deg)"),
     "era_rda": "ERA-Interim analysis from NCAR RDA ds627.0 (GRIB1, one time per file)",
     "lprm_l3": "LPRM AMSR-E L3 daily soil moisture (netCDF)",
     "era_grib": "ERA-Interim/ERA5 soil water (GRIB)",
@@ -287,6 +288,40 @@ def _inspect_nsidc(data: bytes, name: str, url: str, storage: Any) -> dict[str, 
     return out
 
 
+def _inspect_l2a(data: bytes, name: str, url: str, storage: Any) -> dict[str, Any]:
+    from smray.formats import nsidc_l2a as l2a
+    from smray.formats.nsidc_land3 import list_fields
+
+    fields = list_fields(data, name=name)
+    sw = l2a.read_l2a_swath(data, name=name)
+    lat, lon, t = sw["lat"], sw["lon"], sw["time"]
+    epoch = np.datetime64("1993-01-01T00:00:00", "s")
+    valid_t = t[np.isfinite(t)]
+    stamps = [epoch + np.timedelta64(int(round(v)), "s") for v in (valid_t.min(), valid_t.max())] if valid_t.size else []
+    ok = np.isfinite(lat)
+    grid = {"kind": f"swath {l2a.SWATH} (scans x pixels)", "shape": list(lat.shape),
+            "lat_range": [float(np.nanmin(lat)), float(np.nanmax(lat))] if ok.any() else None,
+            "lon_range": [float(np.nanmin(lon)), float(np.nanmax(lon))] if ok.any() else None}
+    stats = []
+    for ch, arr in sw["tb"].items():
+        st = value_stats(arr, variable=f"tb_{ch.lower()}", units="K", over="all footprints")
+        st["label"] = l2a.FIELDS[ch]
+        stats.append(st)
+    first = f"tb_{l2a.CHANNELS[0].lower()}"
+    in_day = int(l2a.scans_in_day(sw, sw["date"]).sum())
+    return {"variables": [{"name": k, "shape": list(s), "dtype": d} for k, (s, d) in fields.items()],
+            "grid": grid,
+            "read_as": {"kind": "smray grid (inverse-distance squared, 25 km radius, per pass and UTC day)",
+                        "shape": [720, 1440], "res_deg": 0.25, "lat_order": "north first",
+                        "lon_convention": "-180..180"},
+            "time": {"steps": int(valid_t.size), "first": iso_time(stamps[0]) if stamps else None,
+                     "last": iso_time(stamps[1]) if stamps else None},
+            "main_variable": first, "stats": stats[0], "variable_stats": stats,
+            "channels": [c.lower() for c in l2a.CHANNELS], "scans_in_named_day": in_day,
+            "notes": [f"TB = raw x {l2a.SCALE:g} + {l2a.OFFSET:g} K; raw {l2a.FILL_RAW} = no data (assumed); "
+                      f"Time = TAI93 seconds (assumed as AE_Land3); {in_day} of {t.size} scans on {sw['date']}"]}
+
+
 def _inspect_nsidc_flat(data: bytes, name: str, url: str, storage: Any) -> dict[str, Any]:
     from smray.formats import ease, nsidc_flat as nf
 
@@ -474,7 +509,7 @@ INSPECTORS: dict[str, Inspector] = {
     "nsidc_ae_land3": _inspect_nsidc,
     "nsidc_0302": _inspect_nsidc_flat,
     "nsidc_0301": _inspect_nsidc_flat,
-    "nsidc_ae_l2a": _inspect_generic,
+    "nsidc_ae_l2a": _inspect_l2a,
     "era_rda": _inspect_era,
     "esa_cci_sm": _inspect_cci,
     "era_grib": _inspect_era,

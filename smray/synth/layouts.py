@@ -19,6 +19,22 @@
   :data:`LAND3_LAND_MIN` holds −9999 in every TB field; cells not observed (swath gaps) hold 9999.
   The real product's own land mask and its threshold are not documented there: this rule is the
   twin's, not NSIDC's.
+* ``nsidc_ae_l2a``: NSIDC AE_L2A half-orbit swath HDF4 files
+  (``amsr/YYYY.MM.DD/AMSR_E_L2A_BrightnessTemperatures_V12_YYYYMMDDhhmm_{A,D}.hdf``, named by the
+  first scan's UTC time), ``Low_Res_Swath`` fields ``Time``/``Latitude``/``Longitude`` and the 6.9
+  and 10.7 GHz ``…_Res.1_TB`` (int16, raw × 0.01 + 327.68 K, −32768 = no value). The swath is the
+  twin's own orbit (:mod:`smray.synth.orbit`: the ground track every :data:`L2A_SCAN_S` s,
+  :data:`L2A_PIXELS` footprints on the great circle through it perpendicular to the track, out to
+  ±722.5 km, the half swath the coverage masks use); half-orbits run from the southernmost to the
+  northernmost point (A) and back (D). Each footprint holds the twin's gridded TB of the pass (the
+  very field the other layouts write) of the grid cell containing it, so footprints in a cell the
+  twin does not observe (its centre is outside the swath) or outside a regional window hold −32768.
+  **Twin choices, not NSIDC's**: the swath is thinned (73 footprints a scan, a scan every 3 s: about
+  20 km apart both ways; the real files have 243 a scan every 1.5 s, about 10 km) to keep files
+  small; scan lines are straight, not the conical scan's arcs; each day's task writes the scans of
+  its own UTC day, so the half-orbit across midnight is two files (the second named ``…0000``),
+  where a real archive has one file named on the first day (ingest reads both kinds); a regional
+  twin writes only the scans that touch its window.
 """
 
 from __future__ import annotations
@@ -39,6 +55,10 @@ LAND3 = "nsidc_ae_land3"
 #: EASE cells with a land fraction below this hold the AE_Land3 fill −9999 (ocean and lakes)
 LAND3_LAND_MIN = 0.5
 FLAT_CHANNELS = ("06H", "06V", "10H", "10V")
+L2A = "nsidc_ae_l2a"
+#: the twin's AE_L2A swath: footprints per scan line and seconds between scans (see the docstring)
+L2A_PIXELS = 73
+L2A_SCAN_S = 3.0
 
 
 def check_layout(layout: str) -> str:
@@ -116,3 +136,91 @@ def write_land3_day(day: dt.date, tbs: dict[str, dict[str, np.ndarray]], grid: G
     path = land3_path(day)
     write(path, data)
     return [path]
+
+
+def l2a_path(start: dt.datetime, pass_: str) -> str:
+    """Archive path of one AE_L2A half-orbit file (NSIDC DAAC ``YYYY.MM.DD`` folders)."""
+    from smray.formats.nsidc_l2a import l2a_filename
+
+    return f"amsr/{start:%Y.%m.%d}/{l2a_filename(start, pass_)}"
+
+
+def l2a_swaths(day: dt.date, grid: Grid) -> list[dict[str, np.ndarray | str]]:
+    """The twin's half-orbit segments of one UTC day: ``pass_``, ``seconds`` (scans,) UTC seconds
+    of the day, ``lat``/``lon`` (scans, :data:`L2A_PIXELS`) degrees. Only scans with a footprint
+    in ``grid``'s window (within one cell) are kept; segments left without a scan are dropped."""
+    from smray.synth import orbit
+
+    cycle_day = orbit.day_index(day) % orbit.CYCLE_DAYS
+    sec = np.arange(0.0, 86400.0, L2A_SCAN_S)
+    t = cycle_day * 86400.0 + sec
+
+    def unit(tt: np.ndarray) -> np.ndarray:
+        la, lo, _ = orbit.ground_track(tt)
+        la, lo = np.deg2rad(la), np.deg2rad(lo)
+        return np.stack([np.cos(la) * np.cos(lo), np.cos(la) * np.sin(lo), np.sin(la)], axis=-1)
+
+    p = unit(t)
+    cross = np.cross(p, unit(t + 0.5) - unit(t - 0.5))
+    cross /= np.linalg.norm(cross, axis=-1, keepdims=True)
+    a = np.linspace(-orbit.HALF_SWATH_KM, orbit.HALF_SWATH_KM, L2A_PIXELS) / orbit.EARTH_RADIUS_KM
+    pts = np.cos(a)[None, :, None] * p[:, None, :] + np.sin(a)[None, :, None] * cross[:, None, :]
+    lat = np.rad2deg(np.arcsin(np.clip(pts[..., 2], -1.0, 1.0)))
+    lon = np.rad2deg(np.arctan2(pts[..., 1], pts[..., 0]))
+    half = np.floor(2.0 * t / orbit.PERIOD_S + 0.5).astype(np.int64)  # even: ascending, odd: descending
+    if not grid.is_global:
+        w, s, e, n = grid.bounds
+        m = grid.res
+        inside = (lat >= s - m) & (lat <= n + m) & (((lon - (w - m)) % 360.0) <= (e - w + 2 * m))
+        keep = inside.any(axis=1)
+    else:
+        keep = np.ones(len(t), dtype=bool)
+    out: list[dict[str, np.ndarray | str]] = []
+    for h in np.unique(half):
+        sel = (half == h) & keep
+        if sel.any():
+            out.append({"pass_": "A" if h % 2 == 0 else "D", "seconds": sec[sel], "lat": lat[sel], "lon": lon[sel]})
+    return out
+
+
+def sample_cells(field: np.ndarray, grid: Grid, lat: np.ndarray, lon: np.ndarray) -> np.ndarray:
+    """``field`` (nlat, nlon) on ``grid`` at points: the value of the cell containing each point,
+    NaN outside the window."""
+    r = np.floor((90.0 - lat) / grid.res).astype(np.int64) - grid.row0
+    c = np.floor((lon + 180.0) / grid.res).astype(np.int64) % grid.global_nlon - grid.col0
+    ok = (r >= 0) & (r < grid.nlat) & (c >= 0) & (c < grid.nlon)
+    out = np.full(lat.shape, np.nan, dtype=np.float64)
+    out[ok] = field[np.minimum(r[ok], grid.nlat - 1), c[ok]]
+    return out
+
+
+def write_l2a_day(day: dt.date, tbs: dict[str, dict[str, np.ndarray]], grid: Grid,
+                  write: Callable[[str, bytes], None]) -> list[str]:
+    """Write one day's AE_L2A half-orbit files (see the module docstring): ``tbs`` is pass →
+    channel code → (nlat, nlon) K on ``grid``. Returns the paths written."""
+    import os
+    import tempfile
+
+    from smray.formats.nsidc_l2a import day_seconds, utc_seconds_to_tai93, write_l2a
+
+    written = []
+    day0 = dt.datetime.combine(day, dt.time())
+    for seg in l2a_swaths(day, grid):
+        pass_ = str(seg["pass_"])
+        lat, lon = np.asarray(seg["lat"]), np.asarray(seg["lon"])
+        values = {ch: sample_cells(tbs[pass_][ch], grid, lat, lon) for ch in FLAT_CHANNELS}
+        seconds = np.asarray(seg["seconds"])
+        tai = utc_seconds_to_tai93(day_seconds(day)[0] + seconds)
+        start = day0 + dt.timedelta(seconds=float(seconds[0]))
+        fd, tmp = tempfile.mkstemp(suffix=".hdf", prefix="smray-twin-l2a-")
+        os.close(fd)
+        try:  # pyhdf writes only to a path
+            write_l2a(tmp, lat, lon, tai, values)
+            with open(tmp, "rb") as fh:
+                data = fh.read()
+        finally:
+            os.remove(tmp)
+        path = l2a_path(start, pass_)
+        write(path, data)
+        written.append(path)
+    return written

@@ -5,7 +5,8 @@ Layout under the archive root (the real products' layouts, formats.md):
 * ``amsr/YYYY/MM/GW1AM2_YYYYMMDD_01D_EQM{A,D}_L3SGT{06,10}LA2220220.h5`` — JAXA L3 daily TB HDF5
   (``synth.tb_layout: jaxa_l3``), or NSIDC-0302 / NSIDC-0301 flat binary files under
   ``amsr/YYYY/DDD/`` (``nsidc_0302`` / ``nsidc_0301``), or AE_Land3 HDF4 with the ocean filled
-  under ``amsr/YYYY.MM.DD/`` (``nsidc_ae_land3``; :mod:`smray.synth.layouts`)
+  under ``amsr/YYYY.MM.DD/`` (``nsidc_ae_land3``), or AE_L2A half-orbit swath HDF4 files under
+  ``amsr/YYYY.MM.DD/`` (``nsidc_ae_l2a``; :mod:`smray.synth.layouts`)
 * ``era_interim/YYYY/ERA-Interim_swvl1_YYYYMM.nc`` — monthly grib_to_netcdf netCDF, 4 analyses a day
 * ``truth/static.nc`` and ``truth/YYYY/MM/smray_twin_truth_YYYYMMDD.nc`` — the side files for scoring
 * ``twin.json`` — the manifest, written last (an archive without it is incomplete)
@@ -210,6 +211,8 @@ def _amsr_layout(tb_layout: str, first: dt.date) -> str:
         return "amsr/YYYY/MM/GW1AM2_YYYYMMDD_01D_EQM{A,D}_L3SGT{06,10}LA2220220.h5"
     if tb_layout == layouts.LAND3:
         return layouts.land3_path(first)
+    if tb_layout == layouts.L2A:
+        return "amsr/YYYY.MM.DD/AMSR_E_L2A_BrightnessTemperatures_V12_YYYYMMDDhhmm_{A,D}.hdf"
     return layouts.flat_path(tb_layout, first, "A", "06H")
 
 
@@ -229,6 +232,8 @@ def _render_and_write(day: DayState, static: StaticFields, grid: Grid, seed: int
         written += layouts.write_flat_day(tb_layout, day.date, {p: tbs[p] for p in PASSES}, grid, put)
     elif tb_layout == layouts.LAND3:
         written += layouts.write_land3_day(day.date, {p: tbs[p] for p in PASSES}, grid, static.land, put)
+    elif tb_layout == layouts.L2A:
+        written += layouts.write_l2a_day(day.date, {p: tbs[p] for p in PASSES}, grid, put)
     for pass_ in (PASSES if tb_layout == "jaxa_l3" else ()):
         for band, code in render.BAND_CODES.items():
             tb_h, tb_v = tbs[pass_][f"{code}H"], tbs[pass_][f"{code}V"]
