@@ -18,6 +18,7 @@ average of per-piece scores). ``shift`` (a value near the reference mean) keeps 
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -126,15 +127,48 @@ class PairSums:
         """``anomaly_r``: Pearson R of the anomalies (each element's series minus its own mean) pooled
         over the elements with at least ``min_n`` pairs (and in ``mask``); ``anomaly_pixels`` and
         ``anomaly_n``, how many elements and pairs that was."""
-        use = self.n >= min_n
+        return pooled_anomaly([self], min_n, mask)
+
+    def fields(self, min_n: int = 2) -> dict[str, np.ndarray]:
+        """Scores per element (float64 arrays of the element shape): ``n``, ``bias``, ``rmsd``, ``ubrmsd``
+        and ``pearson_r``; NaN without pairs, and ``pearson_r`` also below ``min_n`` pairs or for a
+        constant series (as :func:`scores`, element by element)."""
+        n, se, see, sd, sdd, sed = self.sums
+        with np.errstate(invalid="ignore", divide="ignore"):
+            bias, mse = se / n, see / n
+            var_e, cov_ed, sst = _centred(self.sums)
+            var_est = var_e + 2.0 * cov_ed + sst
+            defined = (n >= max(min_n, 2)) & (sst > 1e-12 * np.maximum(sdd, 1e-300)) & (var_est > 0)
+            r = np.where(defined, (cov_ed + sst) / np.sqrt(np.where(defined, var_est * sst, 1.0)), np.nan)
+            ubrmsd = np.sqrt(np.maximum(mse - bias * bias, 0.0))
+        has = n > 0
+        return {"n": n.copy(), "bias": np.where(has, bias, np.nan), "rmsd": np.where(has, np.sqrt(mse), np.nan),
+                "ubrmsd": np.where(has, ubrmsd, np.nan), "pearson_r": r}
+
+
+def pooled_anomaly(parts: Sequence[PairSums], min_n: int, mask: np.ndarray | None = None) -> dict[str, Any]:
+    """``anomaly_r``: Pearson R of the anomalies pooled over the elements of every part, an anomaly being
+    a value minus the mean of its element's pairs *within its part* (estimate and reference separately):
+    one part is each element's mean over all pairs; one part per calendar month (pairs of that month,
+    all years) is a per-element monthly climatology. An element of a part counts with at least ``min_n``
+    pairs there (and in ``mask``, of the element shape); ``anomaly_pixels`` and ``anomaly_n``: the
+    element-parts and pairs that counted."""
+    vp = cov = vr = 0.0
+    used = pairs = 0
+    for part in parts:
+        use = part.n >= min_n
         if mask is not None:
-            use &= mask
+            use = use & mask
         if not use.any():
-            return {"anomaly_r": math.nan, "anomaly_pixels": 0, "anomaly_n": 0}
-        s = self.sums[:, use]
+            continue
+        s = part.sums[:, use]
         var_e, cov_ed, sst = _centred(s)
-        vr = float(sst.sum())
-        cov = float((cov_ed + sst).sum())
-        vp = float((var_e + 2.0 * cov_ed + sst).sum())
-        r = cov / math.sqrt(vp * vr) if vp > 0 and vr > 0 else math.nan
-        return {"anomaly_r": r, "anomaly_pixels": int(use.sum()), "anomaly_n": int(s[0].sum())}
+        vr += float(sst.sum())
+        cov += float((cov_ed + sst).sum())
+        vp += float((var_e + 2.0 * cov_ed + sst).sum())
+        used += int(use.sum())
+        pairs += int(s[0].sum())
+    if not used:
+        return {"anomaly_r": math.nan, "anomaly_pixels": 0, "anomaly_n": 0}
+    r = cov / math.sqrt(vp * vr) if vp > 0 and vr > 0 else math.nan
+    return {"anomaly_r": r, "anomaly_pixels": used, "anomaly_n": pairs}
