@@ -26,7 +26,7 @@ from smray import cube as cubemod
 from smray.cli import main
 from smray.config import load_config
 from smray.evaluate import LAT_BANDS, VEGETATION, run_evaluate
-from smray.testing import PNG_SIGNATURE, build_twin_and_cube, quiet, write_map_store, write_stm
+from smray.testing import PNG_SIGNATURE, build_twin_and_cube, quiet, write_map_store, write_smooth_cube, write_stm
 
 START = dt.date(2011, 7, 1)
 DAYS = 4
@@ -135,6 +135,20 @@ def expected_anomaly_r(p: np.ndarray, r: np.ndarray, min_days: int) -> float:
     return float(np.corrcoef(ap, ar)[0, 1])
 
 
+def expected_clim_anomaly_r(p: np.ndarray, r: np.ndarray, months: np.ndarray, min_days: int) -> float:
+    """Anomalies from each pixel's calendar-month mean (prediction and reference separately, on the pairs)."""
+    ap, ar = [], []
+    for m in np.unique(months):
+        sel = months == m
+        pm, rm = p[sel], r[sel]
+        ok = np.isfinite(pm) & np.isfinite(rm)
+        use = ok & (ok.sum(axis=0) >= min_days)[None]
+        count = np.maximum(use.sum(axis=0), 1)
+        ap.append((pm - np.where(use, pm, 0).sum(axis=0) / count)[use])
+        ar.append((rm - np.where(use, rm, 0).sum(axis=0) / count)[use])
+    return float(np.corrcoef(np.concatenate(ap), np.concatenate(ar))[0, 1])
+
+
 def arrays(store: str, cube_url: str) -> dict[str, np.ndarray]:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)  # zarr: the _smray records folder is not a Zarr node
@@ -166,7 +180,13 @@ def test_metrics_equal_numpy_for_every_model(evaluated: dict[str, Any], stores: 
         close(models[name], expected(a["p"], a["r"], span))
         assert models[name]["anomaly_r"] == pytest.approx(expected_anomaly_r(a["p"], a["r"], ANOMALY_MIN_DAYS),
                                                           rel=1e-6)
+        months = pd.DatetimeIndex(a["time"]).month.values
+        assert models[name]["clim_anomaly_r"] == pytest.approx(
+            expected_clim_anomaly_r(a["p"], a["r"], months, ANOMALY_MIN_DAYS), rel=1e-6)
         assert models[name]["days"] == len(a["time"])
+        for key, group in (("seasons", "JJA"), ("months", "07"), ("years", "2011")):  # one July: all in one group
+            assert list(models[name][key]) == [group]
+            close(models[name][key][group], expected(a["p"], a["r"], span))
     assert models["physical"]["rmse_norm"] is None and models["physical"]["norm_source"] is None
     assert models["cnn"]["norm_source"] == "store"
     assert models["cnn"]["rmse"] < models["svr"]["rmse"]  # the noisier maps score worse
@@ -290,7 +310,9 @@ def test_real_station_without_overlap_is_reported_cleanly(tiny: dict[str, Any], 
     assert got["ismn"]["pearson_r"] is None
     assert got["map_day"] == "2011-07-02"
     assert fs.cat_file(f"{out}/maps_cnn.png").startswith(PNG_SIGNATURE)
-    assert "Against ISMN stations" in fs.cat_file(f"{out}/report.md").decode()
+    report = fs.cat_file(f"{out}/report.md").decode()  # no --truth: the cube's ingest_tb names the twin archive
+    assert "ISMN stations against twin maps: a plumbing check, not skill" in report
+    assert "Synthetic twin data: these scores measure the method on the twin" in report.split("\n")[2]
 
 
 def test_metrics_json_has_the_mandatory_keys_and_the_report_its_figures(evaluated: dict[str, Any]) -> None:
@@ -306,7 +328,7 @@ def test_metrics_json_has_the_mandatory_keys_and_the_report_its_figures(evaluate
     report = (out / "report.md").read_text()
     assert "| cnn |" in report and "0.6512" in report and "0.1817" in report and "By vegetation class" in report
     files = [f for figs in data["figures"]["models"].values() for f in figs.values()] + [data["figures"]["timeseries"]]
-    assert len(files) == 4 * 2 + 1
+    assert len(files) == 4 * 3 + 1
     for name in files:
         assert f"]({name})" in report
         raw = (out / name).read_bytes()
@@ -314,6 +336,22 @@ def test_metrics_json_has_the_mandatory_keys_and_the_report_its_figures(evaluate
         img = mpimg.imread(out / name)
         assert img.ndim == 3 and img.shape[0] > 200 and img.shape[1] > 200
         assert float(img[..., :3].std()) > 0.05, name  # not a blank canvas
+
+
+def test_a_report_on_the_twin_says_so_and_scores_ismn_as_plumbing(evaluated: dict[str, Any],
+                                                                   tiny: dict[str, Any]) -> None:
+    data = evaluated["json"]
+    assert data["data"]["synthetic"] is True and str(tiny["twin"]) in data["data"]["evidence"]
+    lines = (evaluated["out"] / "report.md").read_text().split("\n")
+    assert lines[0].startswith("# Soil-moisture map evaluation") and "Synthetic twin data: these scores measure " \
+        "the method on the twin, not skill on Earth" in lines[2]
+    report = "\n".join(lines)
+    assert "## Against ISMN stations" not in report
+    ismn = report.index("## ISMN stations against twin maps: a plumbing check, not skill")
+    headline = report[report.index("## All models side by side"):report.index("## Per pass")]
+    assert "ISMN" not in headline and ismn > report.index("## Per pass")
+    assert "| R (plumbing) |" in report[ismn:]
+    assert all(m["ismn"]["role"] == "plumbing check" for m in data["models"].values())
 
 
 @pytest.mark.parametrize("case, expected", [
@@ -370,3 +408,73 @@ def test_a_store_written_by_smray_predict(tiny: dict[str, Any], tmp_path: Path) 
     assert got["anomaly_r"] == pytest.approx(expected_anomaly_r(a["p"], a["r"], ANOMALY_MIN_DAYS), rel=1e-6)
     assert got["rmse_norm"] is None and result["models"]["physical"]["kind"] == "physical"
     assert got["truth"]["combined"]["n"] > 1000
+
+
+# --------------------------------------------------------------------------------------------
+# Over seasons, months and years: a smooth cube written without Ray (smray.testing.write_smooth_cube)
+# --------------------------------------------------------------------------------------------
+WINTER_DAYS = [dt.date(2010, 11, 27) + dt.timedelta(days=k) for k in range(4)] + \
+              [dt.date(2010, 12, 28) + dt.timedelta(days=k) for k in range(7)]  # SON/DJF, 11/12/01, 2010/2011
+
+
+@pytest.fixture(scope="module")
+def winter(tmp_path_factory) -> dict[str, Any]:
+    root = tmp_path_factory.mktemp("winter")
+    cube = write_smooth_cube(str(root / "cube.zarr"), start=WINTER_DAYS[0], days=(WINTER_DAYS[-1] - WINTER_DAYS[0]).days
+                             + 1, res=2.0, bbox=(-10.0, 36.0, 10.0, 56.0))
+    maps = str(root / "cnn.zarr")
+    write_map_store(maps, cube_url=cube, kind="cnn", seed=5, noise=0.05, days=WINTER_DAYS, norm=(LOWER, UPPER))
+    cfg = load_config(None, {"evaluate": {"anomaly_min_days": ANOMALY_MIN_DAYS}})
+    result = run_evaluate(cfg, [maps], cube, str(root / "report"), progress=quiet)
+    return {"cube": cube, "maps": maps, "out": root / "report", "result": result}
+
+
+def test_breakdowns_by_season_month_and_year_and_the_climatology_anomaly(winter: dict[str, Any]) -> None:
+    m = json.loads((winter["out"] / "metrics.json").read_text())["models"]["cnn"]
+    a = arrays(winter["maps"], winter["cube"])
+    t = pd.DatetimeIndex(a["time"])
+    labels = {"seasons": np.where(t.month.isin([12, 1, 2]), "DJF", "SON"), "months": np.asarray(t.strftime("%m")),
+              "years": np.asarray(t.strftime("%Y"))}
+    want = {"seasons": ["DJF", "SON"], "months": ["01", "11", "12"], "years": ["2010", "2011"]}
+    for key, groups in want.items():
+        assert list(m[key]) == groups, key
+        for g in groups:
+            sel = labels[key] == g
+            close(m[key][g], expected(a["p"][sel], a["r"][sel], UPPER - LOWER))
+            assert m[key][g]["days"] == int(sel.sum())
+        assert sum(v["n"] for v in m[key].values()) == m["n"]
+    clim = expected_clim_anomaly_r(a["p"], a["r"], t.month.values, ANOMALY_MIN_DAYS)
+    assert m["clim_anomaly_r"] == pytest.approx(clim, rel=1e-6)
+    assert m["anomaly_r"] == pytest.approx(expected_anomaly_r(a["p"], a["r"], ANOMALY_MIN_DAYS), rel=1e-6)
+    assert abs(m["clim_anomaly_r"] - m["anomaly_r"]) > 1e-4  # the monthly means take out part of the trend
+    report = (winter["out"] / "report.md").read_text()
+    assert "ynthetic twin data" not in report  # a cube that records no twin input: no banner
+    for line in ("## By season", "## By calendar month", "## By year", "| cnn | DJF |", "| cnn | 01 |",
+                 "| cnn | 2011 |"):
+        assert line in report
+
+
+def test_per_pixel_r_and_ubrmsd_fields_and_figure(winter: dict[str, Any]) -> None:
+    out, result = winter["out"], winter["result"]
+    assert result["data"] == {"synthetic": False, "evidence": None}
+    a = arrays(winter["maps"], winter["cube"])
+    ok = np.isfinite(a["p"]) & np.isfinite(a["r"])
+    with xr.open_dataset(out / result["pixel_metrics"], engine="h5netcdf") as ds:
+        assert list(ds["model"].values) == ["cnn"] and ds["pearson_r"].dims == ("model", "lat", "lon")
+        r, ub, n = (ds[v].values[0] for v in ("pearson_r", "ubrmsd", "n"))
+    assert (n == ok.sum(axis=0)).all()
+    checked = 0
+    for i, j in zip(*np.nonzero(ok.any(axis=0))):
+        sel = ok[:, i, j]
+        e = a["p"][sel, i, j].astype(np.float64) - a["r"][sel, i, j]
+        assert ub[i, j] == pytest.approx(e.std(), rel=1e-5, abs=1e-7)
+        if sel.sum() >= ANOMALY_MIN_DAYS:
+            assert r[i, j] == pytest.approx(np.corrcoef(a["p"][sel, i, j], a["r"][sel, i, j])[0, 1], rel=1e-4)
+            checked += 1
+        else:
+            assert np.isnan(r[i, j])
+    assert checked > 40 and np.isnan(ub[~ok.any(axis=0)]).all()
+    png = out / result["figures"]["models"]["cnn"]["pixels"]
+    assert png.read_bytes().startswith(PNG_SIGNATURE)
+    report = (out / "report.md").read_text()
+    assert f"]({png.name})" in report and "pixel_metrics.nc" in report
