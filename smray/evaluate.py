@@ -35,9 +35,11 @@ named by its ``smray_model_kind``) is scored against the cube it was predicted f
   ``rmse``. On twin maps (:func:`twin_evidence`) the report opens with :data:`TWIN_BANNER` and
   the ISMN table is a plumbing check (``role``), not skill.
 
-Everything is accumulated day by day as per-pixel sums per calendar month present (the days are never
-held together): 6 float64 fields per model and month (one month of global 0.25° maps: 50 MB a model; a
-year or more: 0.6 GB a model). Outputs under ``out_dir`` (path or URL): ``metrics.json``, ``report.md``, ``maps_<model>.png`` (prediction/reference/difference on the map day),
+Everything is accumulated as per-pixel sums per calendar month present (the days are never held
+together), by Ray tasks over batches of days (``evaluate.engine``/``days_per_task``) whose sums the
+driver adds as they finish: 6 float64 fields per model and month (one month of global 0.25° maps:
+50 MB a model; a year or more: 0.6 GB a model). Outputs under ``out_dir`` (path or URL):
+``metrics.json``, ``report.md``, ``maps_<model>.png`` (prediction/reference/difference on the map day),
 ``pixels_<model>.png`` (per-pixel R and ubRMSD), ``scatter_<model>.png`` (2-D histogram),
 ``timeseries.png`` (daily spatial mean and RMSE) and ``pixel_metrics.nc`` (:data:`PIXEL_VARS` and ``n``
 per model and pixel).
@@ -211,7 +213,7 @@ class MapStore:
     url: str
     name: str
     kind: str
-    ds: xr.Dataset
+    ds: xr.Dataset | None  #: None in the light copy a day task gets (it opens the store itself)
     days: list[dt.date]  #: scored days (store ∩ cube ∩ period), ascending
     index: dict[dt.date, int]  #: day → position on the store's time axis
     target_lower: float | None
@@ -225,6 +227,7 @@ class MapStore:
         return self.target_upper - self.target_lower
 
     def read(self, var: str, day: dt.date) -> np.ndarray:
+        assert self.ds is not None
         return np.asarray(self.ds[var].isel(time=self.index[day]).values, dtype=np.float64)
 
 
@@ -443,6 +446,31 @@ class ModelAcc:
             days[group] = days.get(group, 0) + 1
         return ok, total
 
+    def merge(self, other: ModelAcc) -> None:
+        """Add ``other`` (the same model on other days) into this one (its arrays may be read-only
+        views of Ray's object store: they are copied, never added into)."""
+        for m, sums in other.months.items():
+            if m in self.months:
+                self.months[m].sums += sums.sums
+            else:
+                self.months[m] = PairSums(sums.sums.copy(), sums.shift)
+        for key, groups in other.periods.items():
+            mine, days = self.periods.setdefault(key, {}), self.period_days.setdefault(key, {})
+            for g, sums in groups.items():
+                if g in mine:
+                    mine[g].sums += sums.sums
+                else:
+                    mine[g] = PairSums(sums.sums.copy(), sums.shift)
+                days[g] = days.get(g, 0) + other.period_days[key][g]
+        for mine_d, theirs in ((self.passes, other.passes), (self.truth, other.truth)):
+            for k, sums in theirs.items():
+                mine_d[k].sums += sums.sums
+        self.hist += other.hist
+        self.daily += other.daily
+        self.pairs += other.pairs
+        if other.map_fields is not None:
+            self.map_fields = other.map_fields
+
     @functools.cached_property
     def combined(self) -> PairSums:
         """Per-pixel sums over all scored days (the months added; read once scoring is done)."""
@@ -474,11 +502,106 @@ def vegetation_mpdi(cube_url: str, storage: StorageConfig, days: Sequence[dt.dat
     return nanmedian_quiet(np.stack(stack), axis=0)
 
 
+@dataclasses.dataclass(frozen=True)
+class DayJob:
+    """What scoring a batch of days needs, for a Ray task as for the local loop: URLs and small tables
+    (the stores as light :class:`MapStore` copies without their dataset; each batch opens them itself)."""
+
+    cube_url: str
+    storage: StorageConfig
+    stores: dict[str, MapStore]
+    lat: np.ndarray
+    lon: np.ndarray
+    res: float
+    truth_url: str | None
+    edges: np.ndarray
+    figure_day: dict[str, dt.date]
+
+
+def new_acc(shape: tuple[int, int], truth: bool) -> ModelAcc:
+    total = functools.partial(PairSums.zeros, (), SHIFT)
+    return ModelAcc(shape=shape, passes={p: total() for p in PASS_VARS},
+                    truth={k: total() for k in (*PASS_VARS, "combined")} if truth else {},
+                    hist=np.zeros((SCATTER_BINS, SCATTER_BINS), np.float64), daily=[], pairs=[])
+
+
+def score_days(job: DayJob, days: Sequence[dt.date], stations: dict[dt.date, list[tuple[int, int, int, float]]]
+               ) -> dict[str, ModelAcc] | str:
+    """Every model's sums over ``days`` (``stations``: the ISMN (index, row, col, value) of each day); a
+    SmrayError's one line instead (so a Ray task hands it back as a value)."""
+    from smray import cube as cubemod
+    from smray.mapstore import open_maps
+
+    try:
+        cinfo = cubemod.info(job.cube_url, job.storage)
+        g = cubemod.open_group(job.cube_url, job.storage)
+        stores = {n: dataclasses.replace(s, ds=open_maps(s.url, job.storage)) for n, s in job.stores.items()}
+        truth = TwinTruth(job.truth_url, job.storage, job.lat, job.lon, job.res) if job.truth_url else None
+        accs = {name: new_acc((len(job.lat), len(job.lon)), truth is not None) for name in stores}
+        for day in days:
+            ref = np.asarray(g["swvl1"][cinfo.index(day)], np.float64)
+            tru = truth.sm_true(day) if truth else None
+            for name, s in stores.items():
+                if day in s.index:
+                    _score_day(accs[name], s, day, ref, tru, job.edges, stations.get(day, []),
+                               job.figure_day[name] == day)
+    except SmrayError as err:
+        return str(err)
+    return accs
+
+
+def batches(days: Sequence[dt.date], size: int) -> list[list[dt.date]]:
+    """``days`` in consecutive batches of at most ``size``."""
+    days = list(days)
+    return [days[k:k + size] for k in range(0, len(days), size)]
+
+
+def score_all(cfg: Config, job: DayJob, days: list[dt.date], stations: dict[dt.date, list[tuple[int, int, int, float]]],
+              engine: str, progress: Callable[[str], None]) -> dict[str, ModelAcc]:
+    """Every model's sums over ``days``: one Ray task per ``evaluate.days_per_task`` days, merged as they
+    finish (``engine`` "ray"), or one loop here ("local")."""
+    accs = {name: new_acc((len(job.lat), len(job.lon)), job.truth_url is not None) for name in job.stores}
+    parts = batches(days, cfg.evaluate.days_per_task if engine == "ray" else len(days))
+    args = [(job, b, {d: stations[d] for d in b if stations.get(d)}) for b in parts]
+    if engine == "local":
+        results: Any = (score_days(*a) for a in args)
+        started = False
+    else:
+        from smray.raysupport import init_ray, map_unordered, wait_for_resources
+
+        started = init_ray(cfg.ray)
+        need = {"CPU": cfg.evaluate.task_cpus}
+        wait_for_resources(need, what="the evaluate day tasks", field="ray", timeout_s=cfg.ray.resource_timeout_s,
+                           progress=progress)
+        results = map_unordered(score_days, args, num_cpus=cfg.evaluate.task_cpus)
+    try:
+        done = 0
+        for k, res in enumerate(results, start=1):
+            if isinstance(res, str):
+                raise SmrayError(res)
+            for name, acc in res.items():
+                accs[name].merge(acc)
+            done += len({r["date"] for acc in res.values() for r in acc.daily})
+            progress(f"evaluate: {done}/{len(days)} days scored ({k}/{len(parts)} {engine} batches)")
+    finally:
+        if started:
+            from smray.raysupport import shutdown_ray
+
+            shutdown_ray(started)
+    for acc in accs.values():
+        acc.daily.sort(key=lambda r: r["date"])
+        acc.pairs.sort(key=lambda p: (p[1], p[0]))
+    return accs
+
+
 def run_evaluate(cfg: Config, maps: Sequence[str], cube_url: str, out_dir: str, *, truth_url: str | None = None,
                  ismn: str | None = None, start: dt.date | str | None = None, end: dt.date | str | None = None,
-                 map_day: dt.date | str | None = None, progress: Callable[[str], None] = print) -> dict[str, Any]:
+                 map_day: dt.date | str | None = None, progress: Callable[[str], None] = print,
+                 engine: str | None = None) -> dict[str, Any]:
     """Score every map store against the cube (and the truth / ISMN when given), side by side; write
-    ``metrics.json``, ``report.md`` and the figures under ``out_dir``; return the metrics.json content."""
+    ``metrics.json``, ``report.md`` and the figures under ``out_dir``; return the metrics.json content.
+    ``engine``: "ray" (Ray tasks over batches of days; starts a local runtime when none is connected and
+    stops it after) or "local" (one loop in this process); default ``evaluate.engine``."""
     from smray import cube as cubemod
 
     t0 = time.perf_counter()
@@ -487,6 +610,8 @@ def run_evaluate(cfg: Config, maps: Sequence[str], cube_url: str, out_dir: str, 
         raise SmrayError("--maps: no map store given")
     if len(set(maps)) != len(maps):
         raise SmrayError(f"--maps: {next(m for m in maps if maps.count(m) > 1)} is given twice")
+    if engine not in (None, "ray", "local"):
+        raise SmrayError(f"engine: must be 'ray' or 'local', got {engine!r}")
     start, end = as_optional_date(start, "--start"), as_optional_date(end, "--end")
     day_req = as_optional_date(map_day, "--day")
     if start and end and end < start:
@@ -510,28 +635,17 @@ def run_evaluate(cfg: Config, maps: Sequence[str], cube_url: str, out_dir: str, 
         ismn_total = len(all_stations)
         progress(f"evaluate: ISMN: {ismn_total} stations with surface sensors in {ismn_read} sensor "
                  f"files, {len(ismn_stations)} on the grid")
-    truth = TwinTruth(truth_url, storage, lat, lon, float(cinfo.grid.res)) if truth_url else None
+    if truth_url:  # a missing or misplaced truth is a one-line error before any work
+        TwinTruth(truth_url, storage, lat, lon, float(cinfo.grid.res)).sm_true(all_days[0])
     synthetic = twin_evidence(cinfo.attrs, truth_url, storage)
-    shape = (len(lat), len(lon))
     edges = _scatter_edges(stores)
-    total = functools.partial(PairSums.zeros, (), SHIFT)
-    accs = {name: ModelAcc(shape=shape, passes={p: total() for p in PASS_VARS},
-                           truth={k: total() for k in (*PASS_VARS, "combined")} if truth else {},
-                           hist=np.zeros((SCATTER_BINS, SCATTER_BINS), np.float64), daily=[], pairs=[])
-            for name in stores}
     figure_day = {name: day_req or s.days[-1] for name, s in stores.items()}
-    g = cubemod.open_group(cube_url, storage)
     by_day = {d: [(i, st.row, st.col, st.daily[d]) for i, st in enumerate(ismn_stations) if d in st.daily]
               for d in all_days}
-    for k, day in enumerate(all_days):
-        ref = np.asarray(g["swvl1"][cinfo.index(day)], np.float64)
-        tru = truth.sm_true(day) if truth else None
-        for name, s in stores.items():
-            if day not in s.index:
-                continue
-            _score_day(accs[name], s, day, ref, tru, edges, by_day[day], figure_day[name] == day)
-        if (k + 1) % 10 == 0 or k + 1 == len(all_days):
-            progress(f"evaluate: {k + 1}/{len(all_days)} days scored")
+    light = {n: dataclasses.replace(s, ds=None) for n, s in stores.items()}
+    job = DayJob(cube_url=cube_url, storage=storage, stores=light, lat=lat, lon=lon, res=float(cinfo.grid.res),
+                 truth_url=truth_url, edges=edges, figure_day=figure_day)
+    accs = score_all(cfg, job, all_days, by_day, engine or ecfg.engine, progress)
     median_mpdi = vegetation_mpdi(cube_url, storage, all_days, ecfg.vegetation_days)
     result = _result(cfg, stores, accs, cube_url, maps, truth_url, ismn, lat, median_mpdi, figure_day,
                      ismn_stations, ismn_read, ismn_total, all_days, synthetic)
@@ -634,7 +748,8 @@ def _result(cfg: Config, stores: dict[str, MapStore], accs: dict[str, ModelAcc],
             "ubrmsd": "sqrt(rmse^2 - bias^2)",
             "rmse_norm": "rmse / (target_upper - target_lower): the paper's normalised units, not clipped",
             "anomaly_r": f"Pearson R of per-pixel anomalies from each pixel's own mean over the scored days; pixels "
-                         f"with at least {ecfg.anomaly_min_days} pairs (over a season or more it keeps the seasonal cycle)",
+                         f"with at least {ecfg.anomaly_min_days} pairs (over a season or more it keeps the seasonal "
+                         f"cycle)",
             "clim_anomaly_r": f"Pearson R of anomalies from a per-pixel monthly climatology of the evaluation period: "
                               f"from each value the mean of its pixel and calendar month (all scored years) is "
                               f"subtracted, the reference's climatology from the reference and the prediction's "

@@ -45,9 +45,9 @@ pytestmark = [pytest.mark.slow, pytest.mark.ray]
 # Fixtures: one twin + cube, the stores, one evaluation (module scope)
 # --------------------------------------------------------------------------------------------
 @pytest.fixture(scope="module")
-def tiny(tmp_path_factory) -> dict[str, Any]:
-    """The twin and its cube. The CLI joins the session's Ray runtime when one is up, else starts its own
-    (smray.raysupport.init_ray, which retries a slow raylet start on a busy machine)."""
+def tiny(tmp_path_factory, ray_local) -> dict[str, Any]:
+    """The twin and its cube. The ingest and the evaluations (Ray tasks over days) join the session's Ray
+    runtime."""
     root = tmp_path_factory.mktemp("evaluate")
     twin, cube = build_twin_and_cube(root, start=START, days=DAYS, res=1.0, bbox=BBOX, seed=3)
     return {"root": root, "twin": twin, "cube": str(cube)}
@@ -418,15 +418,18 @@ WINTER_DAYS = [dt.date(2010, 11, 27) + dt.timedelta(days=k) for k in range(4)] +
 
 
 @pytest.fixture(scope="module")
-def winter(tmp_path_factory) -> dict[str, Any]:
+def winter(tmp_path_factory, ray_local) -> dict[str, Any]:
+    """Scored by Ray tasks of 3 days each (4 tasks, merged as they finish)."""
     root = tmp_path_factory.mktemp("winter")
     cube = write_smooth_cube(str(root / "cube.zarr"), start=WINTER_DAYS[0], days=(WINTER_DAYS[-1] - WINTER_DAYS[0]).days
                              + 1, res=2.0, bbox=(-10.0, 36.0, 10.0, 56.0))
     maps = str(root / "cnn.zarr")
     write_map_store(maps, cube_url=cube, kind="cnn", seed=5, noise=0.05, days=WINTER_DAYS, norm=(LOWER, UPPER))
-    cfg = load_config(None, {"evaluate": {"anomaly_min_days": ANOMALY_MIN_DAYS}})
-    result = run_evaluate(cfg, [maps], cube, str(root / "report"), progress=quiet)
-    return {"cube": cube, "maps": maps, "out": root / "report", "result": result}
+    cfg = load_config(None, {"evaluate": {"anomaly_min_days": ANOMALY_MIN_DAYS, "days_per_task": 3}})
+    lines: list[str] = []
+    result = run_evaluate(cfg, [maps], cube, str(root / "report"), progress=lines.append)
+    return {"cube": cube, "maps": maps, "out": root / "report", "result": result, "cfg": cfg, "root": root,
+            "progress": lines}
 
 
 def test_breakdowns_by_season_month_and_year_and_the_climatology_anomaly(winter: dict[str, Any]) -> None:
@@ -478,3 +481,17 @@ def test_per_pixel_r_and_ubrmsd_fields_and_figure(winter: dict[str, Any]) -> Non
     assert png.read_bytes().startswith(PNG_SIGNATURE)
     report = (out / "report.md").read_text()
     assert f"]({png.name})" in report and "pixel_metrics.nc" in report
+
+
+def test_ray_tasks_over_days_equal_the_local_loop(winter: dict[str, Any]) -> None:
+    assert "evaluate: 11/11 days scored (4/4 ray batches)" in winter["progress"]
+    local = run_evaluate(winter["cfg"], [winter["maps"]], winter["cube"], str(winter["root"] / "local"),
+                         engine="local", progress=quiet)["models"]["cnn"]
+    ray_run = winter["result"]["models"]["cnn"]
+    assert ray_run["daily"] == local["daily"]
+    for key in ("r2", "rmse", "ubrmsd", "pearson_r", "anomaly_r", "clim_anomaly_r"):
+        assert ray_run[key] == pytest.approx(local[key], rel=1e-9), key
+    for key in ("seasons", "months", "years"):
+        assert list(ray_run[key]) == list(local[key])
+        for group, scores in local[key].items():
+            assert ray_run[key][group] == pytest.approx(scores, rel=1e-9), (key, group)
