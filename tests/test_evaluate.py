@@ -350,7 +350,10 @@ def test_a_report_on_the_twin_says_so_and_scores_ismn_as_plumbing(evaluated: dic
     ismn = report.index("## ISMN stations against twin maps: a plumbing check, not skill")
     headline = report[report.index("## All models side by side"):report.index("## Per pass")]
     assert "ISMN" not in headline and ismn > report.index("## Per pass")
-    assert "| R (plumbing) |" in report[ismn:]
+    table = report[ismn:report.index("## Figures")]
+    assert "| R (plumbing) |" in table
+    for name, m in data["models"].items():  # every model's row is there, after the label
+        assert f"| {name} | {m['ismn']['n_stations']} | {m['ismn']['n_pairs']} |" in table
     assert all(m["ismn"]["role"] == "plumbing check" for m in data["models"].values())
 
 
@@ -483,10 +486,15 @@ def test_per_pixel_r_and_ubrmsd_fields_and_figure(winter: dict[str, Any]) -> Non
     assert f"]({png.name})" in report and "pixel_metrics.nc" in report
 
 
-def test_ray_tasks_over_days_equal_the_local_loop(winter: dict[str, Any]) -> None:
+def test_ray_tasks_over_days_equal_the_local_loop(winter: dict[str, Any], real_data: Path) -> None:
+    """... and a cube with no twin input scores ISMN as an independent reference (the real SCAN station
+    lies off this European grid: no pairs, a note)."""
     assert "evaluate: 11/11 days scored (4/4 ray batches)" in winter["progress"]
     local = run_evaluate(winter["cfg"], [winter["maps"]], winter["cube"], str(winter["root"] / "local"),
-                         engine="local", progress=quiet)["models"]["cnn"]
+                         ismn=str(real_data / SCAN_FILE), engine="local", progress=quiet)["models"]["cnn"]
+    assert local["ismn"]["role"] == "independent reference" and local["ismn"]["n_pairs"] == 0
+    report = (winter["root"] / "local" / "report.md").read_text()
+    assert "## Against ISMN stations" in report and "plumbing" not in report and "| cnn | 0 | 0 |" in report
     ray_run = winter["result"]["models"]["cnn"]
     assert ray_run["daily"] == local["daily"]
     for key in ("r2", "rmse", "ubrmsd", "pearson_r", "anomaly_r", "clim_anomaly_r"):
