@@ -383,6 +383,7 @@ class PathsConfig:
     report: str | None = None  #: evaluation report directory (<root>/report)
     experiment: str | None = None  #: the paper experiment's directory (<root>/experiment)
     ismn: str | None = None  #: ISMN station file or directory scored by evaluation (optional)
+    cci: str | None = None  #: ESA CCI SM daily file or directory, a second reference of evaluation (optional)
     scored_maps: tuple[str, ...] = ()  #: map stores evaluation scores (default: the store of every model)
     ingest: Period = field(default_factory=Period)  #: days ingested (default: the twin's days, else the cube's)
     train: Period = field(default_factory=Period)  #: training days (start default: the first ingested day)

@@ -52,6 +52,7 @@ import datetime as dt
 import functools
 import json
 import math
+import re
 import time
 import warnings
 from collections.abc import Callable, Sequence
@@ -64,9 +65,10 @@ import xarray as xr
 from smray import __version__, package_versions
 from smray.config import Config, to_dict
 from smray.errors import SmrayError
+from smray.grid import Grid
 from smray.metrics import PairSums, pair_metrics, pair_sums, pooled_anomaly, scores
 from smray.serial import as_optional_date, write_json
-from smray.storage import StorageConfig, filesystem, join, resolve_storage, write_bytes
+from smray.storage import StorageConfig, filesystem, join, read_bytes, resolve_storage, write_bytes
 from smray.truth import MANIFEST, TwinTruth
 
 METRICS_FILE = "metrics.json"
@@ -79,6 +81,8 @@ PIXEL_VARS = {"pearson_r": ("1", "Pearson R against the reference over the score
               "ubrmsd": ("m3 m-3", "unbiased RMSD against the reference over the scored days"),
               "bias": ("m3 m-3", "mean(prediction - reference) over the scored days"),
               "rmse": ("m3 m-3", "RMSE against the reference over the scored days")}
+#: ESA CCI SM daily file names (product, day)
+CCI_NAME = re.compile(r"ESACCI-SOILMOISTURE-L3S-SSMV-(COMBINED|ACTIVE|PASSIVE)-(\d{8})000000-fv[0-9.]+\.nc$")
 #: the report's first line on twin data
 TWIN_BANNER = "synthetic twin data: these scores measure the method on the twin, not skill on Earth"
 PASS_VARS = {"A": "soil_moisture_asc", "D": "soil_moisture_desc"}
@@ -410,6 +414,44 @@ def ismn_metrics(pairs: list[tuple[int, dt.date, float, float]], stations: list[
 
 
 # --------------------------------------------------------------------------------------------
+# ESA CCI SM
+# --------------------------------------------------------------------------------------------
+def cci_files(source: str, storage: StorageConfig) -> dict[dt.date, str]:
+    """Day → URL of the ESA CCI SM daily files in ``source`` (one file or a directory searched below)."""
+    fs, path = filesystem(source, storage)
+    if not fs.exists(path):
+        raise SmrayError(f"{source}: ESA CCI file or directory not found")
+    names = sorted(fs.find(path)) if fs.isdir(path) else [path]
+    out: dict[dt.date, str] = {}
+    for name in names:
+        m = CCI_NAME.search(name.rsplit("/", 1)[-1])
+        if m:
+            out[dt.datetime.strptime(m[2], "%Y%m%d").date()] = fs.unstrip_protocol(name) if "://" in source else name
+    if not out:
+        raise SmrayError(f"{source}: no ESA CCI SM daily file (ESACCI-SOILMOISTURE-L3S-SSMV-<product>-YYYYMMDD000000-"
+                         f"fv<version>.nc)")
+    return out
+
+
+def cci_on_grid(url: str, storage: StorageConfig, grid: Grid) -> np.ndarray:
+    """The file's ``sm`` (m³/m³) on ``grid``: its global 0.25° cells averaged over each cell of the grid
+    (NaN-aware block mean; NaN where no 0.25° cell has data), then the grid's window."""
+    from smray.formats.cci import read_cci_sm
+    from smray.regrid import block_mean
+
+    fs, path = filesystem(url, storage)
+    try:
+        data = read_bytes(fs, path)
+    except FileNotFoundError:
+        raise SmrayError(f"{url}: ESA CCI file not found") from None
+    sm = np.asarray(read_cci_sm(data, name=url.rsplit("/", 1)[-1])["sm"].values, np.float64)
+    factor = grid.res / 0.25
+    if abs(factor - round(factor)) > 1e-9:
+        raise SmrayError(f"{url}: the cube's {grid.res:g} deg grid is not a whole multiple of CCI's 0.25 deg")
+    return block_mean(sm, int(round(factor)))[grid.window]
+
+
+# --------------------------------------------------------------------------------------------
 # The evaluation
 # --------------------------------------------------------------------------------------------
 @dataclasses.dataclass
@@ -430,6 +472,8 @@ class ModelAcc:
     months: dict[int, PairSums] = dataclasses.field(default_factory=dict)  #: calendar month → per-pixel sums
     periods: dict[str, dict[str, PairSums]] = dataclasses.field(default_factory=dict)  #: PERIODS key → group → sums
     period_days: dict[str, dict[str, int]] = dataclasses.field(default_factory=dict)
+    cci: PairSums = dataclasses.field(default_factory=lambda: PairSums.zeros((), SHIFT))  #: against ESA CCI SM
+    cci_days: int = 0
 
     def add_combined(self, day: dt.date, pred: np.ndarray, ref: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Add the day's combined map to its month's per-pixel sums and its season, month and year totals;
@@ -465,6 +509,8 @@ class ModelAcc:
         for mine_d, theirs in ((self.passes, other.passes), (self.truth, other.truth)):
             for k, sums in theirs.items():
                 mine_d[k].sums += sums.sums
+        self.cci.sums += other.cci.sums
+        self.cci_days += other.cci_days
         self.hist += other.hist
         self.daily += other.daily
         self.pairs += other.pairs
@@ -516,6 +562,8 @@ class DayJob:
     truth_url: str | None
     edges: np.ndarray
     figure_day: dict[str, dt.date]
+    grid: Grid | None = None
+    cci: dict[dt.date, str] = dataclasses.field(default_factory=dict)  #: day → ESA CCI SM file
 
 
 def new_acc(shape: tuple[int, int], truth: bool) -> ModelAcc:
@@ -541,9 +589,10 @@ def score_days(job: DayJob, days: Sequence[dt.date], stations: dict[dt.date, lis
         for day in days:
             ref = np.asarray(g["swvl1"][cinfo.index(day)], np.float64)
             tru = truth.sm_true(day) if truth else None
+            cci = cci_on_grid(job.cci[day], job.storage, job.grid) if day in job.cci and job.grid else None
             for name, s in stores.items():
                 if day in s.index:
-                    _score_day(accs[name], s, day, ref, tru, job.edges, stations.get(day, []),
+                    _score_day(accs[name], s, day, ref, tru, cci, job.edges, stations.get(day, []),
                                job.figure_day[name] == day)
     except SmrayError as err:
         return str(err)
@@ -595,7 +644,8 @@ def score_all(cfg: Config, job: DayJob, days: list[dt.date], stations: dict[dt.d
 
 
 def run_evaluate(cfg: Config, maps: Sequence[str], cube_url: str, out_dir: str, *, truth_url: str | None = None,
-                 ismn: str | None = None, start: dt.date | str | None = None, end: dt.date | str | None = None,
+                 ismn: str | None = None, cci: str | None = None, start: dt.date | str | None = None,
+                 end: dt.date | str | None = None,
                  map_day: dt.date | str | None = None, progress: Callable[[str], None] = print,
                  engine: str | None = None) -> dict[str, Any]:
     """Score every map store against the cube (and the truth / ISMN when given), side by side; write
@@ -635,6 +685,11 @@ def run_evaluate(cfg: Config, maps: Sequence[str], cube_url: str, out_dir: str, 
         ismn_total = len(all_stations)
         progress(f"evaluate: ISMN: {ismn_total} stations with surface sensors in {ismn_read} sensor "
                  f"files, {len(ismn_stations)} on the grid")
+    cci_days: dict[dt.date, str] = {}
+    if cci:
+        found = cci_files(cci, storage)
+        cci_days = {d: u for d, u in found.items() if d in set(all_days)}
+        progress(f"evaluate: ESA CCI: {len(found)} daily files, {len(cci_days)} on scored days")
     if truth_url:  # a missing or misplaced truth is a one-line error before any work
         TwinTruth(truth_url, storage, lat, lon, float(cinfo.grid.res)).sm_true(all_days[0])
     synthetic = twin_evidence(cinfo.attrs, truth_url, storage)
@@ -644,11 +699,11 @@ def run_evaluate(cfg: Config, maps: Sequence[str], cube_url: str, out_dir: str, 
               for d in all_days}
     light = {n: dataclasses.replace(s, ds=None) for n, s in stores.items()}
     job = DayJob(cube_url=cube_url, storage=storage, stores=light, lat=lat, lon=lon, res=float(cinfo.grid.res),
-                 truth_url=truth_url, edges=edges, figure_day=figure_day)
+                 truth_url=truth_url, edges=edges, figure_day=figure_day, grid=cinfo.grid, cci=cci_days)
     accs = score_all(cfg, job, all_days, by_day, engine or ecfg.engine, progress)
     median_mpdi = vegetation_mpdi(cube_url, storage, all_days, ecfg.vegetation_days)
     result = _result(cfg, stores, accs, cube_url, maps, truth_url, ismn, lat, median_mpdi, figure_day,
-                     ismn_stations, ismn_read, ismn_total, all_days, synthetic)
+                     ismn_stations, ismn_read, ismn_total, all_days, synthetic, cci)
     _write_outputs(result, stores, accs, edges, lat, lon, figure_day, out_dir, storage, progress)
     result["seconds"] = time.perf_counter() - t0
     write_json(join(out_dir, METRICS_FILE), storage, result)
@@ -658,7 +713,8 @@ def run_evaluate(cfg: Config, maps: Sequence[str], cube_url: str, out_dir: str, 
 
 
 def _score_day(acc: ModelAcc, s: MapStore, day: dt.date, ref: np.ndarray, tru: dict[str, np.ndarray] | None,
-               edges: np.ndarray, stations: list[tuple[int, int, int, float]], keep_maps: bool) -> None:
+               cci: np.ndarray | None, edges: np.ndarray, stations: list[tuple[int, int, int, float]],
+               keep_maps: bool) -> None:
     pred = s.read(COMBINED_VAR, day)
     ok, total = acc.add_combined(day, pred, ref)
     per_pass = {p: s.read(var, day) for p, var in PASS_VARS.items()}
@@ -676,6 +732,9 @@ def _score_day(acc: ModelAcc, s: MapStore, day: dt.date, ref: np.ndarray, tru: d
                 raise SmrayError(f"twin truth of {day}: no pass {p!r}")
             acc.truth[p].add(per_pass[p], tru[p])
         acc.truth["combined"].add(pred, np.mean([tru[p] for p in PASS_VARS], axis=0))
+    if cci is not None:
+        acc.cci.add(pred, cci)
+        acc.cci_days += 1
     for i, row, col, obs in stations:
         if np.isfinite(pred[row, col]):
             acc.pairs.append((i, day, obs, float(pred[row, col])))
@@ -707,7 +766,7 @@ def climatology_anomaly(acc: ModelAcc, min_days: int) -> dict[str, Any]:
 def _result(cfg: Config, stores: dict[str, MapStore], accs: dict[str, ModelAcc], cube_url: str, maps: list[str],
             truth_url: str | None, ismn: str | None, lat: np.ndarray, median_mpdi: np.ndarray,
             figure_day: dict[str, dt.date], stations: list[Station], n_files: int, n_stations: int,
-            all_days: list[dt.date], synthetic: str | None) -> dict[str, Any]:
+            all_days: list[dt.date], synthetic: str | None, cci: str | None = None) -> dict[str, Any]:
     ecfg = cfg.evaluate
     bands = lat_band_masks(lat, median_mpdi.shape[1])
     veg = vegetation_classes(median_mpdi)
@@ -736,9 +795,12 @@ def _result(cfg: Config, stores: dict[str, MapStore], accs: dict[str, ModelAcc],
         if ismn:
             row["ismn"] = {**ismn_metrics(acc.pairs, stations, n_files, n_stations),
                            "role": "plumbing check" if synthetic else "independent reference"}
+        if cci:
+            row["cci"] = {**{x: y for x, y in sums_scores(acc.cci).items() if x != "rmse_norm"},
+                          "days": acc.cci_days, "role": "plumbing check" if synthetic else "independent reference"}
         models[name] = row
     return {
-        "smray_version": __version__, "cube": cube_url, "maps": maps, "truth": truth_url, "ismn": ismn,
+        "smray_version": __version__, "cube": cube_url, "maps": maps, "truth": truth_url, "ismn": ismn, "cci": cci,
         "period": {"start": all_days[0].isoformat(), "end": all_days[-1].isoformat(), "days": len(all_days)},
         "data": {"synthetic": synthetic is not None, "evidence": synthetic},
         "models": models,
@@ -771,6 +833,8 @@ def _result(cfg: Config, stores: dict[str, MapStore], accs: dict[str, ModelAcc],
                          "ingest_ref) holds a twin manifest (twin.json), there or one level up",
             "pixel_metrics": f"per pixel over the scored days, from the per-pixel sums; Pearson R needs at least "
                              f"{ecfg.anomaly_min_days} pairs",
+            "cci": "ESA CCI SM daily sm (m3/m3), its 0.25 deg cells averaged over each cube cell (NaN-aware), against "
+                   "soil_moisture on the same day; on twin maps a plumbing check only",
             "truth": "twin sm_true per pass (A vs soil_moisture_asc, D vs soil_moisture_desc), combined = mean of "
                      "the passes vs soil_moisture",
         },
@@ -932,6 +996,18 @@ def report_markdown(result: dict[str, Any]) -> str:
                     _f(i.get(x)) for x in ("pearson_r", "bias", "ubrmsd", "rmse")) + " |")
         notes = {m["ismn"].get("note") for m in models.values() if m.get("ismn", {}).get("note")}
         lines += [""] + [f"Note: {n}." for n in sorted(notes)] + ([""] if notes else [])
+    if any("cci" in m for m in models.values()):
+        twin = result["data"]["synthetic"]
+        lines += ["## ESA CCI SM against twin maps: a plumbing check, not skill" if twin else "## Against ESA CCI SM",
+                  "", d["cci"] + ".", "",
+                  "| model | days | pairs | R | bias (m³/m³) | ubRMSD (m³/m³) | RMSE (m³/m³) |",
+                  "|---|---|---|---|---|---|---|"]
+        for name, m in models.items():
+            c = m.get("cci")
+            if c:
+                lines.append(f"| {name} | {c['days']} | {c['n']} | " + " | ".join(
+                    _f(c.get(x)) for x in ("pearson_r", "bias", "ubrmsd", "rmse")) + " |")
+        lines.append("")
     lines += ["## Figures", ""]
     figs = result.get("figures", {})
     for name, files in figs.get("models", {}).items():

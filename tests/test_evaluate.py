@@ -364,6 +364,7 @@ def test_a_report_on_the_twin_says_so_and_scores_ismn_as_plumbing(evaluated: dic
     ("missing_day", "--day: 2011-07-01 is not a scored day of the map store"),
     ("end_before_start", "paths.evaluate.end: 2011-07-01 is before start 2011-07-03"),
     ("no_truth", "twin truth file not found"),
+    ("no_cci", "ESA CCI file or directory not found"),
     ("missing_store", "no Zarr store here"),
 ])
 def test_bad_inputs_are_one_line_cli_errors(case: str, expected: str, tiny: dict[str, Any], stores: dict[str, str],
@@ -384,6 +385,8 @@ def test_bad_inputs_are_one_line_cli_errors(case: str, expected: str, tiny: dict
         argv = base + maps + ["--start", "2011-07-03", "--end", "2011-07-01"]
     elif case == "no_truth":
         argv = base + maps + ["--truth", str(tmp_path)]
+    elif case == "no_cci":
+        argv = base + maps + ["--cci", str(tmp_path / "cci")]
     else:
         argv = base + ["--maps", str(tmp_path / "absent.zarr")]
     capsys.readouterr()
@@ -503,3 +506,30 @@ def test_ray_tasks_over_days_equal_the_local_loop(winter: dict[str, Any], real_d
         assert list(ray_run[key]) == list(local[key])
         for group, scores in local[key].items():
             assert ray_run[key][group] == pytest.approx(scores, rel=1e-9), (key, group)
+
+
+def test_esa_cci_as_a_second_reference_with_the_real_file(tmp_path: Path, real_data: Path) -> None:
+    """The real ESA CCI passive file (2016-12-30) against a store on a smooth 1° cube over Australia: its
+    0.25° cells block-averaged onto the cube grid, paired on that day only; equal to numpy."""
+    cci_dir = real_data / "esa_cci_sm_passive"
+    day = dt.date(2016, 12, 30)
+    cube = write_smooth_cube(str(tmp_path / "cube.zarr"), start=day, days=2, res=1.0, bbox=(112.0, -40.0, 154.0, -11.0))
+    maps = str(tmp_path / "cnn.zarr")
+    write_map_store(maps, cube_url=cube, kind="cnn", seed=7, norm=(LOWER, UPPER))
+    cfg = load_config(None, {"evaluate": {"anomaly_min_days": 2}})
+    got = run_evaluate(cfg, [maps], cube, str(tmp_path / "report"), cci=str(cci_dir), engine="local", progress=quiet)
+    a = arrays(maps, cube)
+    with xr.open_dataset(next(cci_dir.glob("ESACCI-*.nc"))) as ds:
+        sm = ds["sm"].isel(time=0).sortby("lat", ascending=False).values.astype(np.float64)
+    ok = np.isfinite(sm).reshape(180, 4, 360, 4)
+    with np.errstate(invalid="ignore"):
+        coarse = np.where(ok, sm.reshape(180, 4, 360, 4), 0).sum(axis=(1, 3)) / ok.sum(axis=(1, 3))
+    rows = np.round((90.0 - a["lat"] - 0.5)).astype(int)
+    cols = np.round((xr.open_zarr(maps, consolidated=False)["lon"].values + 180.0 - 0.5)).astype(int)
+    ref = coarse[np.ix_(rows, cols)]
+    want = expected(a["p"][0], ref)
+    c = got["models"]["cnn"]["cci"]
+    assert c["days"] == 1 and c["role"] == "independent reference" and want["n"] > 50
+    close(c, want, ("n", "r2", "rmse", "bias", "ubrmsd", "pearson_r"))
+    report = (tmp_path / "report" / "report.md").read_text()
+    assert "## Against ESA CCI SM" in report and f"| cnn | 1 | {want['n']} |" in report
