@@ -330,12 +330,15 @@ class EvaluateConfig:
     engine: str = "ray"  #: "ray": one Ray task per days_per_task days, sums merged; "local": one loop here
     days_per_task: int = 16  #: days scored by one Ray task
     task_cpus: float = 1.0  #: CPUs of one Ray task
+    tc_min_days: int = 30  #: triple collocation with ESA CCI: a pixel counts with at least this many triplets
 
     def __post_init__(self) -> None:
         if self.engine not in ("ray", "local"):
             raise SmrayError(f"evaluate.engine: must be 'ray' or 'local', got {self.engine!r}")
         if self.days_per_task < 1:
             raise SmrayError(f"evaluate.days_per_task: must be >= 1, got {self.days_per_task}")
+        if self.tc_min_days < 3:
+            raise SmrayError(f"evaluate.tc_min_days: must be >= 3, got {self.tc_min_days}")
         if not self.task_cpus > 0:
             raise SmrayError(f"evaluate.task_cpus: must be > 0, got {self.task_cpus}")
         if self.anomaly_min_days < 2:

@@ -66,7 +66,7 @@ from smray import __version__, package_versions
 from smray.config import Config, to_dict
 from smray.errors import SmrayError
 from smray.grid import Grid
-from smray.metrics import PairSums, pair_metrics, pair_sums, pooled_anomaly, scores
+from smray.metrics import PairSums, pair_metrics, pair_sums, pooled_anomaly, scores, triple_collocation, triple_sums
 from smray.serial import as_optional_date, write_json
 from smray.storage import StorageConfig, filesystem, join, read_bytes, resolve_storage, write_bytes
 from smray.truth import MANIFEST, TwinTruth
@@ -474,6 +474,7 @@ class ModelAcc:
     period_days: dict[str, dict[str, int]] = dataclasses.field(default_factory=dict)
     cci: PairSums = dataclasses.field(default_factory=lambda: PairSums.zeros((), SHIFT))  #: against ESA CCI SM
     cci_days: int = 0
+    triples: np.ndarray | None = None  #: per-pixel sums of (map, reference, CCI) triplets (smray.metrics.TRIPLE_SUMS)
 
     def add_combined(self, day: dt.date, pred: np.ndarray, ref: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Add the day's combined map to its month's per-pixel sums and its season, month and year totals;
@@ -510,6 +511,11 @@ class ModelAcc:
             for k, sums in theirs.items():
                 mine_d[k].sums += sums.sums
         self.cci.sums += other.cci.sums
+        if other.triples is not None:
+            if self.triples is None:
+                self.triples = other.triples.copy()
+            else:
+                self.triples += other.triples
         self.cci_days += other.cci_days
         self.hist += other.hist
         self.daily += other.daily
@@ -612,18 +618,18 @@ def score_all(cfg: Config, job: DayJob, days: list[dt.date], stations: dict[dt.d
     accs = {name: new_acc((len(job.lat), len(job.lon)), job.truth_url is not None) for name in job.stores}
     parts = batches(days, cfg.evaluate.days_per_task if engine == "ray" else len(days))
     args = [(job, b, {d: stations[d] for d in b if stations.get(d)}) for b in parts]
-    if engine == "local":
-        results: Any = (score_days(*a) for a in args)
-        started = False
-    else:
-        from smray.raysupport import init_ray, map_unordered, wait_for_resources
-
-        started = init_ray(cfg.ray)
-        need = {"CPU": cfg.evaluate.task_cpus}
-        wait_for_resources(need, what="the evaluate day tasks", field="ray", timeout_s=cfg.ray.resource_timeout_s,
-                           progress=progress)
-        results = map_unordered(score_days, args, num_cpus=cfg.evaluate.task_cpus)
+    started = False
     try:
+        if engine == "local":
+            results: Any = (score_days(*a) for a in args)
+        else:
+            from smray.raysupport import init_ray, map_unordered, wait_for_resources
+
+            started = init_ray(cfg.ray)
+            need = {"CPU": cfg.evaluate.task_cpus}
+            wait_for_resources(need, what="the evaluate day tasks", field="ray",
+                               timeout_s=cfg.ray.resource_timeout_s, progress=progress)
+            results = map_unordered(score_days, args, num_cpus=cfg.evaluate.task_cpus)
         done = 0
         for k, res in enumerate(results, start=1):
             if isinstance(res, str):
@@ -735,11 +741,32 @@ def _score_day(acc: ModelAcc, s: MapStore, day: dt.date, ref: np.ndarray, tru: d
     if cci is not None:
         acc.cci.add(pred, cci)
         acc.cci_days += 1
+        t = triple_sums(pred, ref, cci, shift=SHIFT)
+        if acc.triples is None:
+            acc.triples = t
+        else:
+            acc.triples += t
     for i, row, col, obs in stations:
         if np.isfinite(pred[row, col]):
             acc.pairs.append((i, day, obs, float(pred[row, col])))
     if keep_maps:
         acc.map_fields = (pred, ref)
+
+
+def tc_summary(triples: np.ndarray | None, min_days: int) -> dict[str, Any]:
+    """Triple collocation of (map, reference, CCI) per pixel (:func:`smray.metrics.triple_collocation`):
+    the pixels where every estimate is defined, and over them the median error standard deviation
+    (m³/m³) and median correlation with the unknown truth of each of the three."""
+    out: dict[str, Any] = {"min_days": min_days, "pixels": 0}
+    if triples is None:
+        return out
+    tc = triple_collocation(triples, min_days)
+    ok = np.logical_and.reduce([np.isfinite(tc[k]) for k in ("err_x", "err_y", "err_z", "r_x", "r_y", "r_z")])
+    out["pixels"] = int(ok.sum())
+    for key, label in (("x", "map"), ("y", "reference"), ("z", "cci")):
+        out[f"error_std_{label}"] = float(np.median(tc[f"err_{key}"][ok])) if ok.any() else math.nan
+        out[f"r_truth_{label}"] = float(np.median(tc[f"r_{key}"][ok])) if ok.any() else math.nan
+    return out
 
 
 def period_scores(acc: ModelAcc, span: float | None) -> dict[str, dict[str, dict[str, Any]]]:
@@ -797,7 +824,8 @@ def _result(cfg: Config, stores: dict[str, MapStore], accs: dict[str, ModelAcc],
                            "role": "plumbing check" if synthetic else "independent reference"}
         if cci:
             row["cci"] = {**{x: y for x, y in sums_scores(acc.cci).items() if x != "rmse_norm"},
-                          "days": acc.cci_days, "role": "plumbing check" if synthetic else "independent reference"}
+                          "days": acc.cci_days, "role": "plumbing check" if synthetic else "independent reference",
+                          "triple_collocation": tc_summary(acc.triples, ecfg.tc_min_days)}
         models[name] = row
     return {
         "smray_version": __version__, "cube": cube_url, "maps": maps, "truth": truth_url, "ismn": ismn, "cci": cci,
@@ -835,6 +863,10 @@ def _result(cfg: Config, stores: dict[str, MapStore], accs: dict[str, ModelAcc],
                              f"{ecfg.anomaly_min_days} pairs",
             "cci": "ESA CCI SM daily sm (m3/m3), its 0.25 deg cells averaged over each cube cell (NaN-aware), against "
                    "soil_moisture on the same day; on twin maps a plumbing check only",
+            "triple_collocation": "covariance-notation triple collocation (McColl et al. 2014) of map, reference and "
+                                  "CCI per pixel over the days all three are finite (pixels with at least "
+                                  f"{ecfg.tc_min_days} such days and every estimate defined): medians over the "
+                                  "pixels of each one's random error std (own units) and correlation with the truth",
             "truth": "twin sm_true per pass (A vs soil_moisture_asc, D vs soil_moisture_desc), combined = mean of "
                      "the passes vs soil_moisture",
         },
@@ -1007,6 +1039,15 @@ def report_markdown(result: dict[str, Any]) -> str:
             if c:
                 lines.append(f"| {name} | {c['days']} | {c['n']} | " + " | ".join(
                     _f(c.get(x)) for x in ("pearson_r", "bias", "ubrmsd", "rmse")) + " |")
+        lines += ["", f"Triple collocation: {d['triple_collocation']}.", "",
+                  "| model | pixels | error std: map | reference | CCI (m³/m³) | R with truth: map | reference | CCI |",
+                  "|---|---|---|---|---|---|---|---|"]
+        for name, m in models.items():
+            t = m.get("cci", {}).get("triple_collocation")
+            if t is not None:
+                lines.append(f"| {name} | {t['pixels']} | " + " | ".join(
+                    _f(t.get(f"{k}_{s}")) for k in ("error_std", "r_truth") for s in ("map", "reference", "cci"))
+                    + " |")
         lines.append("")
     lines += ["## Figures", ""]
     figs = result.get("figures", {})

@@ -172,3 +172,44 @@ def pooled_anomaly(parts: Sequence[PairSums], min_n: int, mask: np.ndarray | Non
         return {"anomaly_r": math.nan, "anomaly_pixels": 0, "anomaly_n": 0}
     r = cov / math.sqrt(vp * vr) if vp > 0 and vr > 0 else math.nan
     return {"anomaly_r": r, "anomaly_pixels": used, "anomaly_n": pairs}
+
+
+#: the sums of three collocated series x, y, z (each about ``shift``), in the order of
+#: :func:`triple_sums`: n, Σx, Σy, Σz, Σx², Σy², Σz², Σxy, Σxz, Σyz
+TRIPLE_SUMS = ("n", "sx", "sy", "sz", "sxx", "syy", "szz", "sxy", "sxz", "syz")
+
+
+def triple_sums(x: np.ndarray, y: np.ndarray, z: np.ndarray, *, shift: float = 0.0) -> np.ndarray:
+    """The :data:`TRIPLE_SUMS` per element (float64 ``(10, *shape)``) of the triplets where all three are
+    finite; sums of disjoint pieces (e.g. days) add."""
+    a, b, c = (np.asarray(v, np.float64) for v in (x, y, z))
+    ok = np.isfinite(a) & np.isfinite(b) & np.isfinite(c)
+    a, b, c = (np.where(ok, v - shift, 0.0) for v in (a, b, c))
+    return np.stack([ok.astype(np.float64), a, b, c, a * a, b * b, c * c, a * b, a * c, b * c])
+
+
+def triple_collocation(sums: np.ndarray, min_n: int) -> dict[str, np.ndarray]:
+    """Triple collocation in covariance notation (McColl et al. 2014) per element of ``sums``
+    (:data:`TRIPLE_SUMS`): ``err_x``/``err_y``/``err_z``, each series' random error standard deviation in
+    its own units (σ²_x = Q_xx − Q_xy·Q_xz/Q_yz, …), and ``r_x``/``r_y``/``r_z``, its correlation with the
+    unknown truth (R²_x = Q_xy·Q_xz/(Q_xx·Q_yz), …), from the sample covariances Q. NaN below ``min_n``
+    triplets, where a covariance product is not positive, or where an estimate falls outside its range
+    (a negative error variance, R² outside [0, 1]); ``n``."""
+    n, sx, sy, sz, sxx, syy, szz, sxy, sxz, syz = np.asarray(sums, np.float64)
+    use = n >= max(min_n, 3)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        m = np.where(use, n, np.nan)
+
+        def q(s2: np.ndarray, s1: np.ndarray, s3: np.ndarray) -> np.ndarray:
+            return (s2 - s1 * s3 / m) / (m - 1)
+
+        qxx, qyy, qzz = q(sxx, sx, sx), q(syy, sy, sy), q(szz, sz, sz)
+        qxy, qxz, qyz = q(sxy, sx, sy), q(sxz, sx, sz), q(syz, sy, sz)
+        ok = use & (qxy * qxz * qyz > 0)
+        out: dict[str, np.ndarray] = {"n": n.copy()}
+        for name, var, a, b, c in (("x", qxx, qxy, qxz, qyz), ("y", qyy, qxy, qyz, qxz), ("z", qzz, qxz, qyz, qxy)):
+            err2 = var - a * b / c
+            r2 = a * b / (var * c)
+            out[f"err_{name}"] = np.where(ok & (err2 >= 0), np.sqrt(np.where(err2 >= 0, err2, 0.0)), np.nan)
+            out[f"r_{name}"] = np.where(ok & (r2 >= 0) & (r2 <= 1), np.sqrt(np.clip(r2, 0.0, 1.0)), np.nan)
+    return out

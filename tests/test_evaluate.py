@@ -533,3 +533,59 @@ def test_esa_cci_as_a_second_reference_with_the_real_file(tmp_path: Path, real_d
     close(c, want, ("n", "r2", "rmse", "bias", "ubrmsd", "pearson_r"))
     report = (tmp_path / "report" / "report.md").read_text()
     assert "## Against ESA CCI SM" in report and f"| cnn | 1 | {want['n']} |" in report
+
+
+def _write_cci_day(directory: Path, day: dt.date, sm_1x: np.ndarray, lat: np.ndarray, lon: np.ndarray) -> None:
+    """A daily file in the ESA CCI layout (global 0.25°, north first, −9999 fill) whose 0.25° cells hold
+    the value of the cube cell (``lat``/``lon`` centres, any whole-multiple resolution) they lie in."""
+    glat = 89.875 - 0.25 * np.arange(720)
+    glon = -179.875 + 0.25 * np.arange(1440)
+    res = abs(float(lat[1] - lat[0]))
+    ri = np.floor((lat[0] + res / 2 - glat) / res).astype(int)
+    ci = np.floor((glon - (lon[0] - res / 2)) / res).astype(int)
+    inside = (ri[:, None] >= 0) & (ri[:, None] < len(lat)) & (ci[None] >= 0) & (ci[None] < len(lon))
+    vals = sm_1x[np.clip(ri, 0, len(lat) - 1)][:, np.clip(ci, 0, len(lon) - 1)]
+    sm = np.where(inside & np.isfinite(vals), vals, -9999.0).astype(np.float32)
+    ds = xr.Dataset({"sm": (("time", "lat", "lon"), sm[None], {"units": "m3 m-3"})},
+                    coords={"time": ("time", [float((day - dt.date(1970, 1, 1)).days)],
+                                     {"units": "days since 1970-01-01 00:00:00 UTC"}),
+                            "lat": ("lat", glat), "lon": ("lon", glon)})
+    ds.to_netcdf(directory / f"ESACCI-SOILMOISTURE-L3S-SSMV-PASSIVE-{day:%Y%m%d}000000-fv04.2.nc",
+                 encoding={"sm": {"_FillValue": np.float32(-9999.0)}, "time": {"dtype": "float64"}})
+
+
+def test_triple_collocation_of_map_reference_and_cci(winter: dict[str, Any], tmp_path: Path) -> None:
+    a = arrays(winter["maps"], winter["cube"])
+    lon = xr.open_zarr(winter["maps"], consolidated=False)["lon"].values
+    rng = np.random.default_rng(9)
+    cci = a["r"] + rng.normal(0, 0.03, a["r"].shape)
+    for k, t in enumerate(a["time"]):
+        _write_cci_day(tmp_path, dt.date.fromisoformat(str(t)[:10]), cci[k], a["lat"], lon)
+    cfg = load_config(None, {"evaluate": {"anomaly_min_days": ANOMALY_MIN_DAYS, "tc_min_days": 6}})
+    got = run_evaluate(cfg, [winter["maps"]], winter["cube"], str(tmp_path / "report"), cci=str(tmp_path),
+                       engine="local", progress=quiet)["models"]["cnn"]["cci"]
+    close(got, expected(a["p"], cci), ("n", "bias", "ubrmsd", "pearson_r"))
+    assert got["days"] == len(WINTER_DAYS)
+    est: dict[str, list[float]] = {k: [] for k in ("ex", "ey", "ez", "rx", "ry", "rz")}
+    for i, j in np.ndindex(*a["p"].shape[1:]):
+        x, y, z = a["p"][:, i, j].astype(np.float64), a["r"][:, i, j].astype(np.float64), cci[:, i, j]
+        ok = np.isfinite(x) & np.isfinite(y) & np.isfinite(z)
+        if ok.sum() < 6:
+            continue
+        q = np.cov(np.stack([x[ok], y[ok], z[ok]]))
+        if q[0, 1] * q[0, 2] * q[1, 2] <= 0:
+            continue
+        e = [q[0, 0] - q[0, 1] * q[0, 2] / q[1, 2], q[1, 1] - q[0, 1] * q[1, 2] / q[0, 2],
+             q[2, 2] - q[0, 2] * q[1, 2] / q[0, 1]]
+        r = [q[0, 1] * q[0, 2] / (q[0, 0] * q[1, 2]), q[0, 1] * q[1, 2] / (q[1, 1] * q[0, 2]),
+             q[0, 2] * q[1, 2] / (q[2, 2] * q[0, 1])]
+        if min(e) < 0 or min(r) < 0 or max(r) > 1:
+            continue
+        for key, v in zip(est, [*np.sqrt(e), *np.sqrt(r)]):
+            est[key].append(float(v))
+    tc = got["triple_collocation"]
+    assert tc["pixels"] == len(est["ex"]) > 3
+    for key, name in (("ex", "error_std_map"), ("ey", "error_std_reference"), ("ez", "error_std_cci"),
+                      ("rx", "r_truth_map"), ("ry", "r_truth_reference"), ("rz", "r_truth_cci")):
+        assert tc[name] == pytest.approx(float(np.median(est[key])), rel=1e-6), name
+    assert tc["error_std_map"] > tc["error_std_cci"]  # the map's noise (0.05) exceeds the CCI's (0.03)

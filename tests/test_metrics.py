@@ -7,7 +7,8 @@ import math
 import numpy as np
 import pytest
 
-from smray.metrics import SUMS, PairSums, pair_metrics, pair_sums, pooled_anomaly, scores
+from smray.metrics import (SUMS, PairSums, pair_metrics, pair_sums, pooled_anomaly, scores, triple_collocation,
+                           triple_sums)
 
 
 def _numpy_scores(est: np.ndarray, ref: np.ndarray) -> dict[str, float]:
@@ -102,3 +103,28 @@ def test_undefined_scores_are_nan() -> None:
     flat = pair_metrics(np.array([0.1, 0.2, 0.3]), np.full(3, 0.2))  # constant reference
     assert math.isnan(flat["r2"]) and math.isnan(flat["pearson_r"])
     assert flat["bias"] == pytest.approx(0.0, abs=1e-15) and flat["rmsd"] == pytest.approx(math.sqrt(0.02 / 3))
+
+
+def test_triple_collocation_recovers_known_error_levels() -> None:
+    """Three series of one truth with independent errors (std 0.02, 0.04, 0.03; y rescaled): summed over
+    'days' in pieces, the estimates are the covariance-notation formulas of numpy and near the truth."""
+    rng = np.random.default_rng(8)
+    truth = rng.normal(0.25, 0.06, (4000, 2))
+    x = truth + rng.normal(0, 0.02, truth.shape)
+    y = 0.1 + 0.7 * truth + rng.normal(0, 0.04, truth.shape)
+    z = truth + rng.normal(0, 0.03, truth.shape)
+    x[:50, 0] = np.nan
+    sums = sum(triple_sums(x[k:k + 500], y[k:k + 500], z[k:k + 500], shift=0.25).sum(axis=1) for k in
+               range(0, 4000, 500))
+    got = triple_collocation(sums, min_n=100)
+    for j in range(2):
+        ok = np.isfinite(x[:, j])
+        c = np.cov(np.stack([x[ok, j], y[ok, j], z[ok, j]]))
+        want_ex = math.sqrt(c[0, 0] - c[0, 1] * c[0, 2] / c[1, 2])
+        want_ry = math.sqrt(c[0, 1] * c[1, 2] / (c[1, 1] * c[0, 2]))
+        assert got["err_x"][j] == pytest.approx(want_ex, rel=1e-6)
+        assert got["r_y"][j] == pytest.approx(want_ry, rel=1e-6)
+        assert got["n"][j] == ok.sum()
+    assert got["err_x"] == pytest.approx(0.02, rel=0.15) and got["err_z"] == pytest.approx(0.03, rel=0.15)
+    assert got["err_y"] == pytest.approx(0.04, rel=0.15)
+    assert np.isnan(triple_collocation(sums, min_n=5000)["err_x"]).all()
