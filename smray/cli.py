@@ -195,8 +195,8 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     from smray.stages import evaluate
 
     cfg = _load(args, {"maps": "paths.scored_maps", "cube": "paths.cube", "truth": "paths.twin",
-                       "ismn": "paths.ismn", "out": "paths.report", "start": "paths.evaluate.start",
-                       "end": "paths.evaluate.end", "day": "evaluate.map_day"})
+                       "ismn": "paths.ismn", "cci": "paths.cci", "out": "paths.report",
+                       "start": "paths.evaluate.start", "end": "paths.evaluate.end", "day": "evaluate.map_day"})
     evaluate.run(cfg, _progress(), force=args.force)
     return 0
 
@@ -388,13 +388,16 @@ def build_parser() -> argparse.ArgumentParser:
                        description="Score every map store (one per model: cnn, svr, pixel, physical) against the "
                                    "cube's reference swvl1 side by side: R², RMSE (normalised and m³/m³), bias, "
                                    "ubRMSD, Pearson and anomaly R, per pass, by latitude band and by MPDI vegetation "
-                                   "class; against the twin's truth with --truth and ISMN stations with --ismn. "
+                                   "class, season, month and year; against the twin's truth with --truth, ISMN "
+                                   "stations with --ismn and ESA CCI SM with --cci. "
                                    "Writes OUT/metrics.json, OUT/report.md and PNG figures beside it.")
     p.add_argument("--maps", action="append", metavar="URL",
                    help="map store URL (Zarr); repeat for several models (or paths.scored_maps)")
     p.add_argument("--cube", help="cube URL (Zarr) with the reference (or paths.cube)")
     p.add_argument("--truth", help="twin archive root (its truth/ files), optional (paths.twin)")
     p.add_argument("--ismn", help="ISMN .stm file, header+values zip or directory of them, optional (paths.ismn)")
+    p.add_argument("--cci", help="ESA CCI SM daily file or directory of them (ESACCI-SOILMOISTURE-L3S-SSMV-*), "
+                                 "a second reference, optional (paths.cci)")
     p.add_argument("--out", help="report directory, path or URL (or paths.report)")
     p.add_argument("--start", help="first scored day YYYY-MM-DD (paths.evaluate.start; default: the maps' first day)")
     p.add_argument("--end", help="last scored day YYYY-MM-DD, inclusive (paths.evaluate.end; default: the maps' last "

@@ -331,8 +331,20 @@ class EvaluateConfig:
     map_day: dt.date | None = None  #: day of the map figures (None: the last scored day)
     anomaly_min_days: int = 10  #: anomaly R: a pixel counts only with at least this many scored days
     vegetation_days: int = 32  #: MPDI vegetation classes: median over at most this many days (evenly spread)
+    engine: str = "ray"  #: "ray": one Ray task per days_per_task days, sums merged; "local": one loop here
+    days_per_task: int = 16  #: days scored by one Ray task
+    task_cpus: float = 1.0  #: CPUs of one Ray task
+    tc_min_days: int = 30  #: triple collocation with ESA CCI: a pixel counts with at least this many triplets
 
     def __post_init__(self) -> None:
+        if self.engine not in ("ray", "local"):
+            raise SmrayError(f"evaluate.engine: must be 'ray' or 'local', got {self.engine!r}")
+        if self.days_per_task < 1:
+            raise SmrayError(f"evaluate.days_per_task: must be >= 1, got {self.days_per_task}")
+        if self.tc_min_days < 3:
+            raise SmrayError(f"evaluate.tc_min_days: must be >= 3, got {self.tc_min_days}")
+        if not self.task_cpus > 0:
+            raise SmrayError(f"evaluate.task_cpus: must be > 0, got {self.task_cpus}")
         if self.anomaly_min_days < 2:
             raise SmrayError(f"evaluate.anomaly_min_days: must be >= 2, got {self.anomaly_min_days}")
         if self.vegetation_days < 1:
@@ -378,6 +390,7 @@ class PathsConfig:
     report: str | None = None  #: evaluation report directory (<root>/report)
     experiment: str | None = None  #: the paper experiment's directory (<root>/experiment)
     ismn: str | None = None  #: ISMN station file or directory scored by evaluation (optional)
+    cci: str | None = None  #: ESA CCI SM daily file or directory, a second reference of evaluation (optional)
     #: patch shards (smray.shards): the training period's patches cut once into Parquet here and read
     #: back every epoch (unset: every epoch cuts the patches from the cube again)
     shards: str | None = None

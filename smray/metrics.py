@@ -18,6 +18,7 @@ average of per-piece scores). ``shift`` (a value near the reference mean) keeps 
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -126,15 +127,89 @@ class PairSums:
         """``anomaly_r``: Pearson R of the anomalies (each element's series minus its own mean) pooled
         over the elements with at least ``min_n`` pairs (and in ``mask``); ``anomaly_pixels`` and
         ``anomaly_n``, how many elements and pairs that was."""
-        use = self.n >= min_n
+        return pooled_anomaly([self], min_n, mask)
+
+    def fields(self, min_n: int = 2) -> dict[str, np.ndarray]:
+        """Scores per element (float64 arrays of the element shape): ``n``, ``bias``, ``rmsd``, ``ubrmsd``
+        and ``pearson_r``; NaN without pairs, and ``pearson_r`` also below ``min_n`` pairs or for a
+        constant series (as :func:`scores`, element by element)."""
+        n, se, see, sd, sdd, sed = self.sums
+        with np.errstate(invalid="ignore", divide="ignore"):
+            bias, mse = se / n, see / n
+            var_e, cov_ed, sst = _centred(self.sums)
+            var_est = var_e + 2.0 * cov_ed + sst
+            defined = (n >= max(min_n, 2)) & (sst > 1e-12 * np.maximum(sdd, 1e-300)) & (var_est > 0)
+            r = np.where(defined, (cov_ed + sst) / np.sqrt(np.where(defined, var_est * sst, 1.0)), np.nan)
+            ubrmsd = np.sqrt(np.maximum(mse - bias * bias, 0.0))
+        has = n > 0
+        return {"n": n.copy(), "bias": np.where(has, bias, np.nan), "rmsd": np.where(has, np.sqrt(mse), np.nan),
+                "ubrmsd": np.where(has, ubrmsd, np.nan), "pearson_r": r}
+
+
+def pooled_anomaly(parts: Sequence[PairSums], min_n: int, mask: np.ndarray | None = None) -> dict[str, Any]:
+    """``anomaly_r``: Pearson R of the anomalies pooled over the elements of every part, an anomaly being
+    a value minus the mean of its element's pairs *within its part* (estimate and reference separately):
+    one part is each element's mean over all pairs; one part per calendar month (pairs of that month,
+    all years) is a per-element monthly climatology. An element of a part counts with at least ``min_n``
+    pairs there (and in ``mask``, of the element shape); ``anomaly_pixels`` and ``anomaly_n``: the
+    element-parts and pairs that counted."""
+    vp = cov = vr = 0.0
+    used = pairs = 0
+    for part in parts:
+        use = part.n >= min_n
         if mask is not None:
-            use &= mask
+            use = use & mask
         if not use.any():
-            return {"anomaly_r": math.nan, "anomaly_pixels": 0, "anomaly_n": 0}
-        s = self.sums[:, use]
+            continue
+        s = part.sums[:, use]
         var_e, cov_ed, sst = _centred(s)
-        vr = float(sst.sum())
-        cov = float((cov_ed + sst).sum())
-        vp = float((var_e + 2.0 * cov_ed + sst).sum())
-        r = cov / math.sqrt(vp * vr) if vp > 0 and vr > 0 else math.nan
-        return {"anomaly_r": r, "anomaly_pixels": int(use.sum()), "anomaly_n": int(s[0].sum())}
+        vr += float(sst.sum())
+        cov += float((cov_ed + sst).sum())
+        vp += float((var_e + 2.0 * cov_ed + sst).sum())
+        used += int(use.sum())
+        pairs += int(s[0].sum())
+    if not used:
+        return {"anomaly_r": math.nan, "anomaly_pixels": 0, "anomaly_n": 0}
+    r = cov / math.sqrt(vp * vr) if vp > 0 and vr > 0 else math.nan
+    return {"anomaly_r": r, "anomaly_pixels": used, "anomaly_n": pairs}
+
+
+#: the sums of three collocated series x, y, z (each about ``shift``), in the order of
+#: :func:`triple_sums`: n, Σx, Σy, Σz, Σx², Σy², Σz², Σxy, Σxz, Σyz
+TRIPLE_SUMS = ("n", "sx", "sy", "sz", "sxx", "syy", "szz", "sxy", "sxz", "syz")
+
+
+def triple_sums(x: np.ndarray, y: np.ndarray, z: np.ndarray, *, shift: float = 0.0) -> np.ndarray:
+    """The :data:`TRIPLE_SUMS` per element (float64 ``(10, *shape)``) of the triplets where all three are
+    finite; sums of disjoint pieces (e.g. days) add."""
+    a, b, c = (np.asarray(v, np.float64) for v in (x, y, z))
+    ok = np.isfinite(a) & np.isfinite(b) & np.isfinite(c)
+    a, b, c = (np.where(ok, v - shift, 0.0) for v in (a, b, c))
+    return np.stack([ok.astype(np.float64), a, b, c, a * a, b * b, c * c, a * b, a * c, b * c])
+
+
+def triple_collocation(sums: np.ndarray, min_n: int) -> dict[str, np.ndarray]:
+    """Triple collocation in covariance notation (McColl et al. 2014) per element of ``sums``
+    (:data:`TRIPLE_SUMS`): ``err_x``/``err_y``/``err_z``, each series' random error standard deviation in
+    its own units (σ²_x = Q_xx − Q_xy·Q_xz/Q_yz, …), and ``r_x``/``r_y``/``r_z``, its correlation with the
+    unknown truth (R²_x = Q_xy·Q_xz/(Q_xx·Q_yz), …), from the sample covariances Q. NaN below ``min_n``
+    triplets, where a covariance product is not positive, or where an estimate falls outside its range
+    (a negative error variance, R² outside [0, 1]); ``n``."""
+    n, sx, sy, sz, sxx, syy, szz, sxy, sxz, syz = np.asarray(sums, np.float64)
+    use = n >= max(min_n, 3)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        m = np.where(use, n, np.nan)
+
+        def q(s2: np.ndarray, s1: np.ndarray, s3: np.ndarray) -> np.ndarray:
+            return (s2 - s1 * s3 / m) / (m - 1)
+
+        qxx, qyy, qzz = q(sxx, sx, sx), q(syy, sy, sy), q(szz, sz, sz)
+        qxy, qxz, qyz = q(sxy, sx, sy), q(sxz, sx, sz), q(syz, sy, sz)
+        ok = use & (qxy * qxz * qyz > 0)
+        out: dict[str, np.ndarray] = {"n": n.copy()}
+        for name, var, a, b, c in (("x", qxx, qxy, qxz, qyz), ("y", qyy, qxy, qyz, qxz), ("z", qzz, qxz, qyz, qxy)):
+            err2 = var - a * b / c
+            r2 = a * b / (var * c)
+            out[f"err_{name}"] = np.where(ok & (err2 >= 0), np.sqrt(np.where(err2 >= 0, err2, 0.0)), np.nan)
+            out[f"r_{name}"] = np.where(ok & (r2 >= 0) & (r2 <= 1), np.sqrt(np.clip(r2, 0.0, 1.0)), np.nan)
+    return out

@@ -1,5 +1,5 @@
 """Figures: the quick-look map of any cube or map store (``smray plot``) and the evaluation report's
-figures (prediction/reference/difference maps, scatter density, daily time series).
+figures (prediction/reference/difference maps, per-pixel R and ubRMSD, scatter density, daily time series).
 
 Everything draws on :class:`matplotlib.figure.Figure` with the Agg canvas (no pyplot, no display)
 and is written as PNG bytes through :func:`smray.storage.write_bytes`, so the target may be a
@@ -211,6 +211,21 @@ def figure_maps(pred: np.ndarray, ref: np.ndarray, lat: np.ndarray, lon: np.ndar
                vmin=vmin, vmax=vmax, window=window)
     draw_field(fig, axes[2], diff, lat, lon, title=f"{model} − reference, {day}", label="m³/m³", cmap=DIFF_CMAP,
                vmin=-d, vmax=d, window=window)
+    return save_png(fig, url, storage)
+
+
+def figure_pixel_metrics(r: np.ndarray, ubrmsd: np.ndarray, lat: np.ndarray, lon: np.ndarray, *, model: str,
+                         min_pairs: int, period: str, url: str, storage: StorageConfig | None = None) -> str:
+    """Per-pixel Pearson R and ubRMSD (m³/m³) of a model against the reference over the scored days, side
+    by side; pixels with fewer than ``min_pairs`` pairs are blank in the R panel."""
+    window = _finite_window([ubrmsd], lat, lon)
+    top = _robust_range([ubrmsd], 0.0, 98.0)[1] or 0.05
+    fig = Figure(figsize=(13, 4.8))
+    axes = fig.subplots(1, 2, gridspec_kw={"wspace": 0.3})
+    draw_field(fig, axes[0], r, lat, lon, title=f"{model}: Pearson R per pixel, {period} (>= {min_pairs} pairs)",
+               label="R", cmap="RdYlBu", vmin=-1.0, vmax=1.0, window=window)
+    draw_field(fig, axes[1], ubrmsd, lat, lon, title=f"{model}: ubRMSD per pixel, {period}", label="m³/m³",
+               cmap="magma_r", vmin=0.0, vmax=top, window=window)
     return save_png(fig, url, storage)
 
 

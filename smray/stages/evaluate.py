@@ -78,7 +78,7 @@ class EvaluateStage(Stage):
         twin = lay.twin if cfg.paths.twin or (lay.twin and url_exists(join(lay.twin, MANIFEST), storage)) else None
         map_day = cfg.evaluate.map_day or start  # None: each model's last scored day
         return run_evaluate(cfg, lay.scored(), lay.need("cube"), lay.need("report"), truth_url=twin, ismn=lay.ismn,
-                            start=start, end=end, map_day=map_day, progress=progress)
+                            cci=lay.cci, start=start, end=end, map_day=map_day, progress=progress)
 
 
 STAGE = EvaluateStage()

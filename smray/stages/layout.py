@@ -60,6 +60,7 @@ class Layout:
     report: str | None
     experiment: str | None
     ismn: str | None
+    cci: str | None
     scored_maps: tuple[str, ...]
     ingest: Span | None
     train: tuple[dt.date | None, dt.date | None]  #: start defaults to the first ingested day
@@ -155,7 +156,7 @@ def layout(cfg: Config, *, cube_span: Span | None = None) -> Layout:
                   maps=_url(p.maps) or (join(root, "maps", f"{KIND}.zarr") if root else None),
                   report=_url(p.report) or (join(root, "report") if root else None),
                   experiment=_url(p.experiment) or (join(root, "experiment") if root else None),
-                  ismn=p.ismn, scored_maps=tuple(absolute_url(m) for m in p.scored_maps), ingest=ingest,
+                  ismn=p.ismn, cci=p.cci, scored_maps=tuple(absolute_url(m) for m in p.scored_maps), ingest=ingest,
                   train=train, predict=predict, evaluate=evaluate, kinds=kinds)
 
 
