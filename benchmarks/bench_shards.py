@@ -41,7 +41,7 @@ def main() -> None:
 
     from smray.config import load_config
     from smray.normalise import fit_stats
-    from smray.patches import patch_dataset
+    from smray.patches import day_sampler, patch_dataset, shard_signature
     from smray.shards import cut_shards, shard_dataset
     from smray.testing import build_twin_and_cube, write_config
     from smray.train import run_training
@@ -67,8 +67,9 @@ def main() -> None:
             dates = [start + dt.timedelta(days=i) for i in range(args.days)]
             stats = fit_stats(str(cube), None, start, end, cfg.normalise, cfg.qc.block, cfg.patches)
             t0 = time.perf_counter()
-            census = cut_shards(str(root / "shards"), None, str(cube), dates, cfg.patches, cfg.qc.block, stats,
-                                progress=lambda _: None)
+            census = cut_shards(str(root / "shards"), None, dates,
+                                shard_signature(str(cube), dates, cfg.patches, cfg.qc.block, stats),
+                                day_sampler(str(cube), None, cfg.patches, cfg.qc.block, stats), progress=lambda _: None)
             cut_s = time.perf_counter() - t0
             size = sum(f.stat().st_size for f in (root / "shards").rglob("*.parquet"))
             print(f"cut once: {census.n_train} training + {census.n_val} validation patches of {args.days} days in "
