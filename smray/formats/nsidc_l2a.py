@@ -228,7 +228,7 @@ def read_l2a_swath(source: Any, *, channels: Sequence[str] = CHANNELS, name: str
     degrees (NaN = missing), ``"time"`` float64 (scans,) UTC seconds since 1993-01-01 (NaN =
     missing), ``"tb"`` channel code → float32 (scans, pixels) K (NaN = fill), and the name's
     ``"pass_"``, ``"start"``, ``"date"``. ``source`` is a path, URL or the file's bytes."""
-    from smray.formats.nsidc_land3 import _local_path  # one temporary-file seam for pyhdf
+    from smray.formats.nsidc_land3 import hdf4_local_path  # the one temporary-file seam for pyhdf
 
     label = source_name(source, name)
     fname = basename(label)
@@ -242,7 +242,7 @@ def read_l2a_swath(source: Any, *, channels: Sequence[str] = CHANNELS, name: str
         raise SmrayError(f"AE_L2A channels {unknown}: expected some of {', '.join(FIELDS)}")
     SD = _pyhdf()
     raw: dict[str, Any] = {}
-    with _local_path(source, name) as local:
+    with hdf4_local_path(source, name) as local:
         try:
             sd = SD.SD(local, SD.SDC.READ)
         except Exception as err:  # pyhdf raises HDF4Error for anything unreadable

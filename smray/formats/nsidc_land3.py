@@ -163,7 +163,7 @@ def decode_counts(counts: np.ndarray) -> np.ndarray:
 
 
 @contextlib.contextmanager
-def _local_path(source: Any, name: str | None = None) -> Iterator[str]:
+def hdf4_local_path(source: Any, name: str | None = None) -> Iterator[str]:
     """A local file path for ``source`` (pyhdf opens paths only): local paths as they are, URLs
     and bytes through a temporary file that is removed afterwards."""
     label = source_name(source, name)
@@ -188,7 +188,7 @@ def list_fields(source: Any, *, name: str | None = None) -> dict[str, tuple[tupl
     """SDS name → (shape, numpy dtype name) of every dataset in an HDF4 file."""
     SD = _pyhdf()
     fname = basename(source_name(source, name))
-    with _local_path(source, name) as local:
+    with hdf4_local_path(source, name) as local:
         try:
             sd = SD.SD(local, SD.SDC.READ)
         except Exception as err:
@@ -228,7 +228,7 @@ def read_nsidc_land3_native(source: Any, *, passes: Sequence[str] = ("A", "D"),
     wanted = {(p, ch): field_name(p, ch) for p in passes for ch in channels}
     SD = _pyhdf()
     raw: dict[tuple[str, str], np.ndarray] = {}
-    with _local_path(source, name) as local:
+    with hdf4_local_path(source, name) as local:
         try:
             sd = SD.SD(local, SD.SDC.READ)
         except Exception as err:  # pyhdf raises HDF4Error for anything unreadable
