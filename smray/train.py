@@ -19,7 +19,10 @@
    ``<out>/ray_train``, so running the same command again resumes where it stopped.
 5. ``svr``: a deterministic subsample of at most ``train.svr_max_samples`` training patches is
    pulled to the driver, :func:`smray.baselines.fit_svr` is fitted and validated on the same split
-   (validation sums computed in Ray Data tasks).
+   (validation sums computed in Ray Data tasks). When ``train.svr_c``/``svr_epsilon``/
+   ``svr_gamma_factor`` give more than one combination, up to ``train.svr_search_samples`` validation
+   patches are pulled too and choose them (:func:`smray.baselines.search_svr`); the choice and every
+   combination's validation score go to ``svr.npz`` and ``training.json`` and one progress line.
 
 Everything the run writes lives under ``out``::
 
@@ -695,7 +698,9 @@ def _run_svr(cfg: Config, cube_url: str, storage: StorageConfig, dates: list[dt.
 
 def search_line(model: Any, span: float) -> str:
     """One progress line: every grid point's validation R² / RMSE (m³/m³) and the one chosen."""
-    best = min(model.search, key=lambda r: r["val_mse"])
+    from smray.baselines import best_point
+
+    best = best_point(model.search)
     points = "; ".join(f"C {r['c']:g} ε {r['epsilon']:g} γ {r['gamma_factor']:g}×: R² {r['val_r2']:.3f}, "
                        f"{math.sqrt(r['val_mse']) * span:.4f}" + (" *" if r is best else "") for r in model.search)
     return (f"train: svr grid (validation R², RMSE m3/m3, {best['n_val']} patches; fitted on {best['n_fit']}): "

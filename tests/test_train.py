@@ -17,7 +17,7 @@ import pytest
 import torch
 
 from smray import cube, testing
-from smray.baselines import load_svr
+from smray.baselines import load_svr, svr_grid
 from smray.checkpoint import load_model
 from smray.cli import main
 from smray.config import Config, PatchConfig, TrainConfig, load_config
@@ -277,7 +277,8 @@ def test_incompatible_or_corrupt_checkpoint_is_refused_before_training(resumed: 
 @pytest.mark.ray
 def test_svr_baseline_on_the_same_split(resumed: dict, nan_cube: Path, tmp_path: Path) -> None:
     cfg = resumed["cfg"]
-    svr = run_training(cfg, str(nan_cube), START, END, str(tmp_path / "svr"), model_kind="svr", progress=quiet)
+    lines: list[str] = []
+    svr = run_training(cfg, str(nan_cube), START, END, str(tmp_path / "svr"), model_kind="svr", progress=lines.append)
     again = run_training(cfg, str(nan_cube), START, END, str(tmp_path / "svr2"), model_kind="svr", progress=quiet)
     assert (svr.n_train, svr.n_val) == (resumed["run2"]["n_train"], resumed["run2"]["n_val"]) == (10000, 2000)
     info = json.loads((tmp_path / "svr" / "training.json").read_text())
@@ -285,7 +286,17 @@ def test_svr_baseline_on_the_same_split(resumed: dict, nan_cube: Path, tmp_path:
     assert math.isfinite(svr.val_rmse_m3) and math.isfinite(svr.val_r2) and svr.val_r2 > 0
     assert (svr.val_rmse, svr.n_fitted) == (again.val_rmse, again.n_fitted)  # a deterministic subsample
     model = load_svr(str(tmp_path / "svr" / "svr.npz"), cfg.model.__class__(kind="svr"), cfg.patches)
-    assert model.n_fitted == 1500
+    assert model.n_fitted == 1500 and model.features == info["features"] == cfg.train.svr_features
+    # C, ε, γ chosen on validation patches among the default grid: every point's score recorded, with the model too
+    grid = info["svr_search"]
+    assert len(grid) == len(svr_grid(cfg.train)) > 1 and model.search == grid
+    best = min(grid, key=lambda r: r["val_mse"])
+    assert (info["svr_c"], info["svr_epsilon"], info["svr_gamma_factor"]) == (model.c, model.epsilon,
+                                                                              model.gamma_factor)
+    assert (best["c"], best["epsilon"], best["gamma_factor"]) == (model.c, model.epsilon, model.gamma_factor)
+    assert all(r["n_fit"] == 1500 and r["n_val"] == 2000 for r in grid)
+    search = [line for line in lines if line.startswith("train: svr grid")]
+    assert len(search) == 1 and f"chosen {model.hyperparameters()}" in search[0], lines
     assert (tmp_path / "svr" / "normalisation.json").exists()
 
 
