@@ -1,16 +1,24 @@
-"""Machine-learning baselines: an RBF support-vector regression on the centre pixel's TBs.
+"""Machine-learning baselines: an RBF support-vector regression on the patches' TBs.
 
 The paper compares its CNN with an SVR but does not say which inputs the SVR saw. smray's default
-is the centre pixel's C scaled TBs (the same information as :class:`~smray.models.PixelMLP`), the
-usual per-pixel retrieval; ``features="centre+mean3x3"`` adds the 3×3 neighbourhood mean of each
-channel (2C features) as a cheap spatial-context option. Both take the CNN's ``(n, C, 9, 9)``
-patches; a 2-D ``(n, F)`` array is taken as features already computed.
+(``train.svr_features: patch``) is the flattened ``size×size×C`` patch the CNN sees (C·size²
+features); ``"centre"`` is the centre pixel's C scaled TBs (the same information as
+:class:`~smray.models.PixelMLP`, the usual per-pixel retrieval, smray's default before issue 11) and
+``"centre+mean3x3"`` adds the 3×3 neighbourhood mean of each channel (2C features). All take the
+CNN's ``(n, C, S, S)`` patches; a 2-D ``(n, F)`` array is taken as features already computed.
 
-The SVR is scikit-learn's ``SVR(kernel="rbf", C=train.svr_c, epsilon=train.svr_epsilon,
-gamma="scale")``. Its cost grows quadratically with the sample count, so it is fitted on a
-deterministic subsample of at most ``train.svr_max_samples`` samples (seeded by ``train.seed``);
-the size used is returned and stored. ``gamma="scale"`` is resolved here, with scikit-learn's
-formula ``1 / (F · var(X))``, and passed as a number so the value is known and stored.
+The SVR is scikit-learn's ``SVR(kernel="rbf", C, epsilon, gamma)`` with ``gamma`` a multiple
+(``train.svr_gamma_factor``) of scikit-learn's ``gamma="scale"``, resolved here with its formula
+``1 / (F · var(X))`` and passed as a number so the value is known and stored. Its cost grows
+quadratically with the sample count, so it is fitted on a deterministic subsample of at most
+``train.svr_max_samples`` samples (seeded by ``train.seed``); the size used is returned and stored.
+
+``train.svr_c``, ``svr_epsilon`` and ``svr_gamma_factor`` are one value each or lists. With more than
+one combination (:func:`svr_grid`) the hyperparameters are chosen on validation patches, as the
+CNN's epoch is by early stopping: every combination is fitted on a seeded subsample of
+``train.svr_search_samples`` of the training subsample and scored (MSE) on as many validation
+patches; the best is refitted on the whole subsample. The chosen values and every grid point's
+validation score are stored with the model (:attr:`SVRRetrieval.search`).
 
 The fitted model is kept as plain arrays (support vectors, dual coefficients, intercept, gamma)
 and predicts in NumPy, ``f(x) = Σᵢ αᵢ exp(−γ‖x − svᵢ‖²) + b``; :func:`save_svr`/:func:`load_svr`
@@ -20,26 +28,31 @@ store those arrays in an ``.npz`` read with ``allow_pickle=False`` (no pickled o
 from __future__ import annotations
 
 import io
+import itertools
 import json
-from dataclasses import dataclass
+import math
+import time
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 from sklearn.svm import SVR
 
-from smray.config import ModelConfig, PatchConfig, TrainConfig
+from smray.config import SVR_FEATURES, ModelConfig, PatchConfig, TrainConfig, svr_values
 from smray.errors import SmrayError
+from smray.serial import json_safe
 from smray.storage import filesystem, read_bytes, write_bytes
 
 FORMAT = "smray-svr"
 VERSION = 1
-FEATURES = ("centre", "centre+mean3x3")
+FEATURES = SVR_FEATURES
 
 
 def svr_features(x: np.ndarray, features: str = "centre") -> np.ndarray:
-    """SVR inputs from patches ``(n, C, S, S)`` (S odd): the centre pixel's C values, plus for
-    ``"centre+mean3x3"`` each channel's 3×3 mean around the centre -> ``(n, F)`` float64.
-    A 2-D ``(n, F)`` input is returned as float64 unchanged."""
+    """SVR inputs from patches ``(n, C, S, S)`` (S odd): the whole patch flattened (``"patch"``, C·S²
+    values, channel-major), or the centre pixel's C values, plus for ``"centre+mean3x3"`` each
+    channel's 3×3 mean around the centre -> ``(n, F)`` float64. A 2-D ``(n, F)`` input is returned as
+    float64 unchanged."""
     x = np.asarray(x)
     if x.ndim == 2:
         return x.astype(np.float64, copy=False)
@@ -47,6 +60,8 @@ def svr_features(x: np.ndarray, features: str = "centre") -> np.ndarray:
         raise SmrayError(f"SVR input: expected (n, C, S, S) patches with odd S or (n, F) features, got {x.shape}")
     if features not in FEATURES:
         raise SmrayError(f"SVR features: must be one of {', '.join(FEATURES)}, got {features!r}")
+    if features == "patch":
+        return x.reshape(len(x), -1).astype(np.float64)
     c = x.shape[2] // 2
     out = [x[:, :, c, c]]
     if features == "centre+mean3x3":
@@ -70,10 +85,17 @@ class SVRRetrieval:
     dual_coef: np.ndarray  #: (m,) float64, αᵢ
     intercept: float  #: b
     gamma: float  #: RBF γ, 1/feature-unit²
-    features: str  #: "centre" or "centre+mean3x3"
+    features: str  #: "patch", "centre" or "centre+mean3x3" (or "features": fitted on precomputed features)
     n_fitted: int  #: samples the SVR was fitted on
     signature: dict[str, Any] | None = None  #: smray.checkpoint.config_signature of the run (None: unknown)
     estimator: SVR | None = None  #: the scikit-learn model after a fit (not saved)
+    c: float = math.nan  #: the C it was fitted with (NaN: a model saved before it was recorded)
+    epsilon: float = math.nan  #: the ε it was fitted with (NaN: unknown)
+    gamma_factor: float = math.nan  #: γ / scikit-learn's "scale" of the fitted subsample (NaN: unknown)
+    #: the hyperparameter search: one row per grid point (:func:`svr_grid` order), with ``c``,
+    #: ``epsilon``, ``gamma_factor``, ``gamma``, ``val_mse``, ``val_r2`` (scaled units), ``n_fit``,
+    #: ``n_val``, ``seconds``; empty when a single combination was configured
+    search: list[dict[str, Any]] = field(default_factory=list)
 
     @property
     def n_features(self) -> int:
@@ -86,6 +108,10 @@ class SVRRetrieval:
 
         return signature_fingerprint(self.signature) if self.signature is not None else ""
 
+    def hyperparameters(self) -> str:
+        """``C 10, ε 0.03, γ 1×scale (0.0123)``: what the model was fitted with."""
+        return f"C {self.c:g}, ε {self.epsilon:g}, γ {self.gamma_factor:g}×scale ({self.gamma:.4g})"
+
 
 def subsample_indices(n: int, max_samples: int, seed: int) -> np.ndarray:
     """Sorted indices of a deterministic subsample of ``min(n, max_samples)`` of ``range(n)``."""
@@ -94,30 +120,89 @@ def subsample_indices(n: int, max_samples: int, seed: int) -> np.ndarray:
     return np.sort(np.random.default_rng(seed).choice(n, size=max_samples, replace=False))
 
 
-def fit_svr(x: np.ndarray, y: np.ndarray, train_cfg: TrainConfig, *, features: str = "centre",
-            signature: dict[str, Any] | None = None) -> tuple[SVRRetrieval, int]:
-    """Fit the SVR baseline on patches ``(n, C, S, S)`` or features ``(n, F)`` and targets ``(n,)``
-    (scaled units). Non-finite samples are dropped first, then at most ``train.svr_max_samples`` are
-    drawn (seed ``train.seed``). ``signature``: ``smray.checkpoint.config_signature`` of the run,
-    stored for the fingerprint check on load. Returns ``(model, fitted_n)``."""
-    feats = svr_features(x, features)
+def svr_grid(train_cfg: TrainConfig) -> list[tuple[float, float, float]]:
+    """Every ``(C, ε, γ factor)`` of ``train.svr_c × svr_epsilon × svr_gamma_factor``, in that order."""
+    return list(itertools.product(svr_values(train_cfg.svr_c), svr_values(train_cfg.svr_epsilon),
+                                  svr_values(train_cfg.svr_gamma_factor)))
+
+
+def _finite(feats: np.ndarray, y: Any, what: str) -> tuple[np.ndarray, np.ndarray]:
     target = np.asarray(y, dtype=np.float64).reshape(-1)
     if len(target) != len(feats):
-        raise SmrayError(f"SVR input: {len(feats)} samples but {len(target)} targets")
+        raise SmrayError(f"SVR {what}: {len(feats)} samples but {len(target)} targets")
     ok = np.isfinite(feats).all(axis=1) & np.isfinite(target)
-    feats, target = feats[ok], target[ok]
+    return feats[ok], target[ok]
+
+
+def _fit(feats: np.ndarray, target: np.ndarray, c: float, epsilon: float, gamma: float) -> SVR:
+    return SVR(kernel="rbf", C=c, epsilon=epsilon, gamma=gamma, cache_size=500).fit(feats, target)
+
+
+def search_svr(feats: np.ndarray, target: np.ndarray, val_feats: np.ndarray, val_target: np.ndarray,
+               train_cfg: TrainConfig) -> list[dict[str, Any]]:
+    """Score every :func:`svr_grid` point: fitted on a seeded subsample of ``train.svr_search_samples``
+    of ``feats``/``target`` (finite features, already the training subsample), scored on at most as many
+    of the validation samples. One row per point (see :attr:`SVRRetrieval.search`)."""
+    idx = subsample_indices(len(target), train_cfg.svr_search_samples, train_cfg.seed + 1)
+    f, t = feats[idx], target[idx]
+    vidx = subsample_indices(len(val_target), train_cfg.svr_search_samples, train_cfg.seed + 2)
+    vf, vt = val_feats[vidx], val_target[vidx]
+    sst = float(((vt - vt.mean()) ** 2).sum())
+    scale = scale_gamma(f)
+    rows = []
+    for c, eps, factor in svr_grid(train_cfg):
+        t0 = time.perf_counter()
+        pred = _fit(f, t, c, eps, factor * scale).predict(vf)
+        sse = float(((pred - vt) ** 2).sum())
+        rows.append({"c": c, "epsilon": eps, "gamma_factor": factor, "gamma": factor * scale,
+                     "val_mse": sse / len(vt), "val_r2": 1.0 - sse / sst if sst > 0 else math.nan,
+                     "n_fit": len(t), "n_val": len(vt), "seconds": time.perf_counter() - t0})
+    return rows
+
+
+def best_point(rows: list[dict[str, Any]]) -> dict[str, Any]:
+    """The grid point of lowest validation MSE (the first of equals, in grid order)."""
+    return min(rows, key=lambda r: r["val_mse"])
+
+
+def fit_svr(x: np.ndarray, y: np.ndarray, train_cfg: TrainConfig, *, features: str | None = None,
+            signature: dict[str, Any] | None = None, x_val: np.ndarray | None = None,
+            y_val: np.ndarray | None = None) -> tuple[SVRRetrieval, int]:
+    """Fit the SVR baseline on patches ``(n, C, S, S)`` or features ``(n, F)`` and targets ``(n,)``
+    (scaled units). Non-finite samples are dropped first, then at most ``train.svr_max_samples`` are
+    drawn (seed ``train.seed``). ``features``: default ``train.svr_features``. With more than one
+    :func:`svr_grid` point, ``x_val``/``y_val`` (validation patches or features) choose the
+    hyperparameters (:func:`search_svr`). ``signature``:
+    ``smray.checkpoint.config_signature`` of the run, stored for the fingerprint check on load.
+    Returns ``(model, fitted_n)``."""
+    features = train_cfg.svr_features if features is None else features
+    feats, target = _finite(svr_features(x, features), y, "input")
     if len(target) < 2:
         raise SmrayError(f"SVR input: need at least 2 finite samples, got {len(target)}")
     idx = subsample_indices(len(target), train_cfg.svr_max_samples, train_cfg.seed)
     feats, target = feats[idx], target[idx]
-    gamma = scale_gamma(feats)
-    est = SVR(kernel="rbf", C=train_cfg.svr_c, epsilon=train_cfg.svr_epsilon, gamma=gamma)
-    est.fit(feats, target)
+    grid = svr_grid(train_cfg)
+    search: list[dict[str, Any]] = []
+    if len(grid) > 1:
+        if x_val is None or y_val is None:
+            raise SmrayError(f"train.svr_c/svr_epsilon/svr_gamma_factor: a grid of {len(grid)} points is chosen on "
+                             f"validation patches, and none were given")
+        val_feats, val_target = _finite(svr_features(x_val, features), y_val, "validation")
+        if len(val_target) < 2:
+            raise SmrayError(f"SVR validation: need at least 2 finite samples, got {len(val_target)}")
+        search = search_svr(feats, target, val_feats, val_target, train_cfg)
+        best = best_point(search)
+        c, eps, factor = best["c"], best["epsilon"], best["gamma_factor"]
+    else:
+        c, eps, factor = grid[0]
+    gamma = factor * scale_gamma(feats)
+    est = _fit(feats, target, c, eps, gamma)
     model = SVRRetrieval(support_vectors=np.asarray(est.support_vectors_, dtype=np.float64),
                          dual_coef=np.asarray(est.dual_coef_, dtype=np.float64).reshape(-1),
                          intercept=float(np.asarray(est.intercept_).reshape(-1)[0]), gamma=gamma,
                          features=features if np.asarray(x).ndim == 4 else "features",
-                         n_fitted=len(target), signature=signature, estimator=est)
+                         n_fitted=len(target), signature=signature, estimator=est, c=c, epsilon=eps,
+                         gamma_factor=factor, search=search)
     return model, len(target)
 
 
@@ -140,11 +225,18 @@ def predict_svr(model: SVRRetrieval, x: np.ndarray, chunk: int = 4096) -> np.nda
     return out
 
 
+def _number(v: Any) -> float:
+    """A stored hyperparameter (None or absent in a model saved before they were recorded: NaN)."""
+    return float(v) if isinstance(v, (int, float)) and not isinstance(v, bool) else math.nan
+
+
 def save_svr(url: str, model: SVRRetrieval, *, storage: Any = None) -> None:
     """Write the model's arrays to an ``.npz`` at ``url`` (one whole-object write)."""
     buf = io.BytesIO()
     meta = {"format": FORMAT, "version": VERSION, "features": model.features, "n_fitted": int(model.n_fitted),
-            "signature": model.signature, "fingerprint": model.fingerprint}
+            "signature": model.signature, "fingerprint": model.fingerprint,
+            **json_safe({"c": model.c, "epsilon": model.epsilon, "gamma_factor": model.gamma_factor,
+                         "search": model.search})}
     np.savez(buf, support_vectors=model.support_vectors, dual_coef=model.dual_coef,
              intercept=np.float64(model.intercept), gamma=np.float64(model.gamma),
              meta=np.array(json.dumps(meta)))
@@ -179,7 +271,10 @@ def load_svr(url: str, model_cfg: ModelConfig | None = None, patch_cfg: PatchCon
     model = SVRRetrieval(support_vectors=sv.astype(np.float64), dual_coef=dual.astype(np.float64),
                          intercept=float(arrays["intercept"]), gamma=float(arrays["gamma"]),
                          features=str(meta["features"]), n_fitted=int(meta["n_fitted"]),
-                         signature=meta.get("signature") if isinstance(meta.get("signature"), dict) else None)
+                         signature=meta.get("signature") if isinstance(meta.get("signature"), dict) else None,
+                         c=_number(meta.get("c")), epsilon=_number(meta.get("epsilon")),
+                         gamma_factor=_number(meta.get("gamma_factor")),
+                         search=[r for r in meta.get("search") or [] if isinstance(r, dict)])
     if model.fingerprint != meta.get("fingerprint", ""):
         raise SmrayError(f"{url}: SVR model metadata is inconsistent (fingerprint does not match its signature)")
     if model_cfg is not None or patch_cfg is not None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import math
 import re
 import types
 import typing
@@ -244,6 +245,15 @@ class ModelConfig:
             raise SmrayError(f"model.dropout: must be in [0, 1), got {self.dropout}")
 
 
+#: the SVR's input features (smray.baselines.svr_features)
+SVR_FEATURES = ("patch", "centre", "centre+mean3x3")
+
+
+def svr_values(value: float | tuple[float, ...]) -> tuple[float, ...]:
+    """A train.svr_c / svr_epsilon / svr_gamma_factor setting as a tuple (one value or a list)."""
+    return tuple(float(v) for v in value) if isinstance(value, (tuple, list)) else (float(value),)
+
+
 @dataclass(frozen=True)
 class TrainConfig:
     """Training (smray.train): optimiser, schedule, Ray Train workers, checkpoints, SVR size."""
@@ -261,8 +271,16 @@ class TrainConfig:
     max_failures: int = 2  #: worker failures retried from the latest checkpoint
     seed: int = 0  #: torch/numpy seed (deterministic on one worker)
     svr_max_samples: int = 20000  #: SVR fits on a subsample of this size (its cost is quadratic)
-    svr_c: float = 1.0  #: SVR C
-    svr_epsilon: float = 0.01  #: SVR epsilon (normalised units)
+    #: SVR inputs (smray.baselines.FEATURES): "patch" (the flattened size×size×C patch), "centre" (the
+    #: centre pixel's C values) or "centre+mean3x3"
+    svr_features: str = "patch"
+    #: SVR C, ε (normalised target units) and γ as a multiple of scikit-learn's "scale" (1 / (F·var X)):
+    #: one value each, or lists; with more than one combination each is fitted on svr_search_samples
+    #: training samples and scored on as many validation patches, and the best is refitted on svr_max_samples
+    svr_c: float | tuple[float, ...] = (1.0, 10.0)
+    svr_epsilon: float | tuple[float, ...] = (0.01, 0.03)
+    svr_gamma_factor: float | tuple[float, ...] = 1.0
+    svr_search_samples: int = 4000  #: samples of each grid point's fit (and validation patches scoring it)
     #: "fp32", or "bf16": forward passes under bf16 autocast (AMP; weights, optimiser and loss sums fp32)
     precision: str = "fp32"
     #: order in which an epoch reads the training days: "shuffled" (a new seeded random order every
@@ -279,9 +297,19 @@ class TrainConfig:
             raise SmrayError(f"train.optimizer: must be adam or sgd, got {self.optimizer!r}")
         if self.precision not in ("fp32", "bf16"):
             raise SmrayError(f"train.precision: must be fp32 or bf16, got {self.precision!r}")
-        for name in ("lr", "batch_size", "epochs", "workers", "cpus_per_worker", "svr_max_samples"):
+        for name in ("lr", "batch_size", "epochs", "workers", "cpus_per_worker", "svr_max_samples",
+                     "svr_search_samples"):
             if getattr(self, name) <= 0:
                 raise SmrayError(f"train.{name}: must be > 0, got {getattr(self, name)}")
+        if self.svr_features not in SVR_FEATURES:
+            raise SmrayError(f"train.svr_features: must be one of {', '.join(SVR_FEATURES)}, got {self.svr_features!r}")
+        for name in ("svr_c", "svr_epsilon", "svr_gamma_factor"):
+            values = svr_values(getattr(self, name))
+            low = 0.0 if name == "svr_epsilon" else None
+            if not values or any(not math.isfinite(v) or (v < 0 if low is not None else v <= 0) for v in values):
+                need = ">= 0" if low is not None else "> 0"
+                raise SmrayError(f"train.{name}: must be a number {need} or a non-empty list of them, "
+                                 f"got {getattr(self, name)!r}")
 
 
 #: predict.precision values; smray.inference.PRECISIONS is the same tuple (inference imports no config:

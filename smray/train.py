@@ -19,7 +19,10 @@
    ``<out>/ray_train``, so running the same command again resumes where it stopped.
 5. ``svr``: a deterministic subsample of at most ``train.svr_max_samples`` training patches is
    pulled to the driver, :func:`smray.baselines.fit_svr` is fitted and validated on the same split
-   (validation sums computed in Ray Data tasks).
+   (validation sums computed in Ray Data tasks). When ``train.svr_c``/``svr_epsilon``/
+   ``svr_gamma_factor`` give more than one combination, up to ``train.svr_search_samples`` validation
+   patches are pulled too and choose them (:func:`smray.baselines.search_svr`); the choice and every
+   combination's validation score go to ``svr.npz`` and ``training.json`` and one progress line.
 
 Everything the run writes lives under ``out``::
 
@@ -64,7 +67,7 @@ from smray.checkpoint import Checkpoint as ModelCheckpoint
 from smray.checkpoint import (MODEL_FILE, NORMALISATION_FILE, SVR_FILE, TRAINING_FILE, config_fingerprint,
                               config_signature, load_checkpoint, make_checkpoint,
                               restore_optimizer, save_checkpoint)
-from smray.config import Config, to_dict, validation_label
+from smray.config import Config, svr_values, to_dict, validation_label
 from smray.errors import SmrayError
 from smray.metrics import pair_sums
 from smray.models import build_model, input_channels
@@ -284,12 +287,14 @@ class TrainSummary:
     stopped_early: bool = False
     samples_per_s: float = math.nan  #: training samples per second over this run's epochs (all workers)
     n_fitted: int = 0  #: SVR: samples the SVR was fitted on
+    svr: str = ""  #: SVR: the hyperparameters it was fitted with (chosen on validation when a grid was given)
     workers: int = 1
     history: list[dict[str, Any]] = field(default_factory=list)
 
     def line(self) -> str:
         if self.kind == "svr":
-            return (f"train: svr fitted on {self.n_fitted} patches: validation RMSE {self.val_rmse_m3:.4f} m3/m3, "
+            return (f"train: svr ({self.svr}) fitted on {self.n_fitted} patches: "
+                    f"validation RMSE {self.val_rmse_m3:.4f} m3/m3, "
                     f"R² {self.val_r2:.3f} ({self.n_val} patches) in {self.seconds:.0f} s -> {self.artefact}")
         resumed = f" (resumed after epoch {self.resumed_from})" if self.resumed_from else ""
         stopped = ", stopped early" if self.stopped_early else ""
@@ -666,20 +671,35 @@ def _run_svr(cfg: Config, cube_url: str, storage: StorageConfig, dates: list[dt.
              out_url: str, n_train: int, n_val: int, common: dict[str, Any],
              progress: Callable[[str], None], *, shards: Any = None) -> TrainSummary:
     from smray import raysupport as rs
-    from smray.baselines import fit_svr, save_svr
+    from smray.baselines import fit_svr, save_svr, svr_grid
 
     tc = cfg.train
     write_json(join(out_url, NORMALISATION_FILE), storage, stats.to_dict())
-    want = min(tc.svr_max_samples, n_train)
-    fraction = min(1.0, 1.1 * want / n_train + 20.0 / n_train)  # a little more than needed, then the first `want`
+
+    def subsample(split: str, want: int, available: int) -> dict[str, np.ndarray]:
+        # a little more than needed, then the first `want`
+        fraction = min(1.0, 1.1 * want / available + 20.0 / available)
+        ds = patch_stream(cfg, cube_url, storage, dates, stats, split, shards=shards)
+        ds = rs.map_batches(ds, _keep_fraction, batch_size=None, fn_kwargs={"fraction": fraction, "seed": tc.seed})
+        batch = rs.take_batch(ds, want)
+        if not batch or len(batch["y"]) < 2:
+            raise SmrayError(f"{cube_url}: the SVR's {split} subsample of {dates[0]}..{dates[-1]} is empty")
+        return batch
+
+    grid = svr_grid(tc)
     t0 = time.perf_counter()
-    ds = patch_stream(cfg, cube_url, storage, dates, stats, "train", shards=shards)
-    ds = rs.map_batches(ds, _keep_fraction, batch_size=None, fn_kwargs={"fraction": fraction, "seed": tc.seed})
-    batch = rs.take_batch(ds, want)
-    if not batch or len(batch["y"]) < 2:
-        raise SmrayError(f"{cube_url}: the SVR subsample of {dates[0]}..{dates[-1]} is empty")
-    model, n_fitted = fit_svr(batch["x"], batch["y"], tc, signature=config_signature(cfg.model, cfg.patches))
+    batch = subsample("train", min(tc.svr_max_samples, n_train), n_train)
+    val_batch = subsample("val", min(tc.svr_search_samples, n_val), n_val) if len(grid) > 1 else {}
+    if len(grid) > 1:
+        progress(f"train: svr ({tc.svr_features} features) choosing C, ε, γ among {len(grid)} combinations, each "
+                 f"fitted on {min(tc.svr_search_samples, len(batch['y']))} training and scored on "
+                 f"{len(val_batch['y'])} validation patches")
+    model, n_fitted = fit_svr(batch["x"], batch["y"], tc, signature=config_signature(cfg.model, cfg.patches),
+                              x_val=val_batch.get("x"), y_val=val_batch.get("y"))
     fit_s = time.perf_counter() - t0
+    span = float(stats.target_upper - stats.target_lower)
+    if model.search:
+        progress(search_line(model, span))
     save_svr(join(out_url, SVR_FILE), model, storage=storage)
     shipped = dataclasses.replace(model, estimator=None)
     t1 = time.perf_counter()
@@ -690,18 +710,31 @@ def _run_svr(cfg: Config, cube_url: str, storage: StorageConfig, dates: list[dt.
         sums += np.asarray(b["sums"], dtype=np.float64).reshape(-1, len(SUM_FIELDS)).sum(axis=0)
     val_s = time.perf_counter() - t1
     m = metrics_from_sums(sums)
-    span = float(stats.target_upper - stats.target_lower)
     summary = TrainSummary(kind="svr", out=out_url, artefact=join(out_url, SVR_FILE), n_train=n_train, n_val=n_val,
                            val_loss=m["loss"], val_rmse=m["rmse"], val_r2=m["r2"], val_rmse_m3=m["rmse"] * span,
-                           seconds=0.0, n_fitted=n_fitted, workers=1)
-    write_json(join(out_url, TRAINING_FILE), storage, {
+                           seconds=0.0, n_fitted=n_fitted, workers=1, svr=model.hyperparameters())
+    write_json(join(out_url, TRAINING_FILE), storage, json_safe({
         **common, "model": SVR_FILE, "fingerprint": model.fingerprint, "n_fitted": n_fitted,
         "n_support": int(model.support_vectors.shape[0]), "gamma": model.gamma, "features": model.features,
+        "svr_c": model.c, "svr_epsilon": model.epsilon, "svr_gamma_factor": model.gamma_factor,
+        "svr_search": model.search,
         "val_loss": m["loss"], "val_rmse": m["rmse"], "val_r2": m["r2"], "val_bias": m["bias"], "val_n": m["n"],
-        "val_rmse_m3": m["rmse"] * span, "timings": {"fit_s": fit_s, "val_s": val_s},
+        "val_rmse_m3": m["rmse"] * span, "timings": {"fit_s": fit_s, "val_s": val_s,
+                                                     "search_s": sum(r["seconds"] for r in model.search)},
         "samples_per_s": n_fitted / fit_s if fit_s > 0 else None,
-    })
+    }))
     return summary
+
+
+def search_line(model: Any, span: float) -> str:
+    """One progress line: every grid point's validation R² / RMSE (m³/m³) and the one chosen."""
+    from smray.baselines import best_point
+
+    best = best_point(model.search)
+    points = "; ".join(f"C {r['c']:g} ε {r['epsilon']:g} γ {r['gamma_factor']:g}×: R² {r['val_r2']:.3f}, "
+                       f"{math.sqrt(r['val_mse']) * span:.4f}" + (" *" if r is best else "") for r in model.search)
+    return (f"train: svr grid (validation R², RMSE m3/m3, {best['n_val']} patches; fitted on {best['n_fit']}): "
+            f"{points} -> chosen {model.hyperparameters()}, refitted on {model.n_fitted}")
 
 
 # --------------------------------------------------------------------------------------------
@@ -713,9 +746,20 @@ WEIGHT_SECTIONS = ("normalise", "patches", "model")
 TRAIN_INFRASTRUCTURE = ("use_gpu", "cpus_per_worker", "max_failures")
 #: train settings of the epoch stream (a CNN's or pixel model's; the SVR fits one sample, in no order)
 TRAIN_STREAM = ("day_order", "shuffle_buffer")
+#: train settings of the SVR only (a CNN's or pixel model's run ignores them)
+TRAIN_SVR = ("svr_max_samples", "svr_features", "svr_c", "svr_epsilon", "svr_gamma_factor", "svr_search_samples")
+#: train settings that are one number or a list of them (a list of one is that number)
+TRAIN_GRID = ("svr_c", "svr_epsilon", "svr_gamma_factor")
 #: train settings added after runs were first recorded, with the value that does what a run recorded
 #: without them did (so such a run stays current under that value)
-TRAIN_ADDED = {"day_order": "calendar", "shuffle_buffer": 8192}
+TRAIN_ADDED = {"day_order": "calendar", "shuffle_buffer": 8192, "svr_features": "centre", "svr_gamma_factor": 1.0,
+               "svr_search_samples": 4000}
+
+
+def _train_value(name: str, value: Any) -> Any:
+    if name in TRAIN_GRID and isinstance(value, (int, float, list, tuple)) and not isinstance(value, bool):
+        return svr_values(value)
+    return value
 
 
 def kind_config(cfg: Config, kind: str) -> Config:
@@ -743,9 +787,10 @@ def run_state(cfg: Config, kind: str, cube: str, start: dt.date, end: dt.date, o
     differ += [s for s in WEIGHT_SECTIONS if old.get(s) != now[s]]
     if (old.get("qc") or {}).get("block") != now["qc"]["block"]:
         differ.append("qc.block")
-    ignored = TRAIN_INFRASTRUCTURE + (TRAIN_STREAM if kind == "svr" else ())
+    ignored = TRAIN_INFRASTRUCTURE + (TRAIN_STREAM if kind == "svr" else TRAIN_SVR)
     trained = {**TRAIN_ADDED, **(old.get("train") or {})}
-    differ += [f"train.{k}" for k in now["train"] if k not in ignored and trained.get(k) != now["train"][k]]
+    differ += [f"train.{k}" for k in now["train"]
+               if k not in ignored and _train_value(k, trained.get(k)) != _train_value(k, now["train"][k])]
     if differ:
         return StageState(False, f"{out} was trained with other {', '.join(differ[:4])}")
     if kind != "svr":

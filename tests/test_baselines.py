@@ -1,18 +1,23 @@
-"""The SVR baseline: fit on a deterministic subsample, NumPy prediction equal to scikit-learn's, and an
-.npz round trip (no pickle) over every storage backend."""
+"""The SVR baseline: fit on a deterministic subsample, NumPy prediction equal to scikit-learn's, the
+hyperparameters chosen on validation patches and stored with the model, and an .npz round trip (no
+pickle) over every storage backend."""
 
 from __future__ import annotations
 
+import dataclasses
 import io
+import json
+import math
 
 import numpy as np
 import pytest
+import yaml
 from sklearn.svm import SVR
 
 from smray.baselines import (fit_svr, load_svr, predict_svr, save_svr, scale_gamma, subsample_indices,
-                             svr_features)
+                             svr_features, svr_grid)
 from smray.checkpoint import config_signature
-from smray.config import ModelConfig, PatchConfig, TrainConfig
+from smray.config import ModelConfig, PatchConfig, TrainConfig, dump_config, load_config
 from smray.errors import SmrayError
 from smray.storage import filesystem, join, write_bytes
 
@@ -26,7 +31,8 @@ def pixel_problem(n: int, *, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
     return x, y.astype(np.float32)
 
 
-CFG = TrainConfig(svr_max_samples=300, svr_c=1.0, svr_epsilon=0.01, seed=0)
+#: one combination (no search), on the centre pixel: smray's SVR before issue 11
+CFG = TrainConfig(svr_max_samples=300, svr_c=1.0, svr_epsilon=0.01, svr_features="centre", seed=0)
 
 
 def test_fit_predict_and_subsample_size():
@@ -61,9 +67,9 @@ def test_subsample_is_deterministic_and_drops_nonfinite():
     x[0, 2, 4, 4] = np.nan
     y[1] = np.inf
     x[2, 0, 0, 0] = np.nan  # not a feature of the centre-pixel SVR: the sample stays
-    a, n = fit_svr(x, y, TrainConfig(svr_max_samples=1000))
+    a, n = fit_svr(x, y, dataclasses.replace(CFG, svr_max_samples=1000))
     assert n == 198
-    b, _ = fit_svr(x, y, TrainConfig(svr_max_samples=1000))
+    b, _ = fit_svr(x, y, dataclasses.replace(CFG, svr_max_samples=1000))
     assert np.array_equal(a.support_vectors, b.support_vectors)
     pred = predict_svr(a, x[:3])
     assert np.isnan(pred[0]) and np.isfinite(pred[1:]).all()
@@ -75,6 +81,8 @@ def test_feature_options():
     both = svr_features(x, "centre+mean3x3")
     assert both.shape == (5, 8)
     np.testing.assert_allclose(both[:, 4:], x[:, :, 3:6, 3:6].mean(axis=(2, 3)), rtol=1e-6)
+    patch = svr_features(x, "patch")
+    assert patch.shape == (5, 4 * 81) and np.array_equal(patch, x.reshape(5, -1).astype(np.float64))
     with pytest.raises(SmrayError, match="features"):
         svr_features(x, "everything")
 
@@ -112,3 +120,71 @@ def test_pickled_or_damaged_npz_is_refused(tmp_path):
     write_bytes(fs, path, data[: len(data) // 2])
     with pytest.raises(SmrayError, match="corrupt or truncated"):
         load_svr(url)
+
+
+def test_grid_picks_the_best_validation_point_and_records_it(tmp_path):
+    """With several C/ε combinations each is fitted and scored on validation patches; the lowest
+    validation MSE wins (here ε 0.3 and C 0.001 flatten the fit, so C 1, ε 0.01 is clearly best), the
+    winner is refitted on the whole subsample, and the choice and every point's score are saved with it."""
+    x, y = pixel_problem(500)
+    xv, yv = pixel_problem(200, seed=4)
+    cfg = dataclasses.replace(CFG, svr_c=(0.001, 1.0), svr_epsilon=(0.3, 0.01), svr_search_samples=150)
+    assert svr_grid(cfg) == [(0.001, 0.3, 1.0), (0.001, 0.01, 1.0), (1.0, 0.3, 1.0), (1.0, 0.01, 1.0)]
+    model, n = fit_svr(x, y, cfg, x_val=xv, y_val=yv)
+    rows = model.search
+    assert [(r["c"], r["epsilon"]) for r in rows] == [(c, e) for c, e, _ in svr_grid(cfg)]
+    assert all(r["n_fit"] == 150 and r["n_val"] == 150 for r in rows)
+    best = min(range(4), key=lambda i: rows[i]["val_mse"])
+    assert best == 3 and rows[3]["val_r2"] > 0.8 > max(r["val_r2"] for r in rows[:3])
+    assert (model.c, model.epsilon, model.gamma_factor, n) == (1.0, 0.01, 1.0, 300)
+    # the winner refitted on the whole subsample: the single-point fit of those values
+    single, _ = fit_svr(x, y, CFG)
+    np.testing.assert_allclose(predict_svr(model, xv), predict_svr(single, xv), rtol=0, atol=1e-10)
+    assert "C 1, ε 0.01, γ 1×scale" in model.hyperparameters()
+
+    url = str(tmp_path / "svr.npz")
+    save_svr(url, model)
+    loaded = load_svr(url)
+    assert (loaded.c, loaded.epsilon, loaded.gamma_factor) == (1.0, 0.01, 1.0)
+    assert loaded.search == json.loads(json.dumps(rows))
+    np.testing.assert_allclose(predict_svr(loaded, xv), predict_svr(model, xv), rtol=0, atol=1e-12)
+
+
+def test_a_grid_needs_validation_patches():
+    x, y = pixel_problem(50)
+    with pytest.raises(SmrayError, match="a grid of 2 points is chosen on validation patches"):
+        fit_svr(x, y, dataclasses.replace(CFG, svr_c=(1.0, 10.0)))
+
+
+def test_a_model_saved_before_the_hyperparameters_were_recorded_loads(tmp_path):
+    x, y = pixel_problem(60)
+    model, _ = fit_svr(x, y, CFG)
+    buf = io.BytesIO()
+    meta = {"format": "smray-svr", "version": 1, "features": "centre", "n_fitted": 60, "signature": None,
+            "fingerprint": ""}
+    np.savez(buf, support_vectors=model.support_vectors, dual_coef=model.dual_coef,
+             intercept=np.float64(model.intercept), gamma=np.float64(model.gamma), meta=np.array(json.dumps(meta)))
+    url = str(tmp_path / "old.npz")
+    fs, path = filesystem(url)
+    write_bytes(fs, path, buf.getvalue())
+    old = load_svr(url)
+    assert math.isnan(old.c) and math.isnan(old.epsilon) and old.search == []
+    np.testing.assert_allclose(predict_svr(old, x), predict_svr(model, x), rtol=0, atol=1e-12)
+
+
+def test_svr_settings_one_value_or_a_list():
+    """A config of the single values of before (svr_c: 1, svr_epsilon: 0.01) still loads as one grid point;
+    lists (or comma-separated text) load as grids and survive a dump/load; bad values are one line."""
+    old = load_config(None, {"train": {"svr_c": 1, "svr_epsilon": 0.01, "svr_max_samples": 300}}).train
+    assert (old.svr_c, old.svr_epsilon, old.svr_gamma_factor) == (1.0, 0.01, 1.0)
+    assert svr_grid(old) == [(1.0, 0.01, 1.0)]
+    cfg = load_config(None, {"train": {"svr_c": [1, 10, 100], "svr_epsilon": "0.01,0.05"}})
+    assert cfg.train.svr_c == (1.0, 10.0, 100.0) and cfg.train.svr_epsilon == (0.01, 0.05)
+    assert len(svr_grid(cfg.train)) == 6
+    assert load_config(None, yaml.safe_load(dump_config(cfg))).train == cfg.train
+    for bad, msg in (({"svr_c": []}, "train.svr_c: must be a number > 0"),
+                     ({"svr_epsilon": -0.1}, "train.svr_epsilon: must be a number >= 0"),
+                     ({"svr_gamma_factor": [1, 0]}, "train.svr_gamma_factor: must be a number > 0"),
+                     ({"svr_features": "all"}, "train.svr_features: must be one of patch, centre")):
+        with pytest.raises(SmrayError, match=msg):
+            load_config(None, {"train": bad})

@@ -119,6 +119,44 @@ def test_a_run_recorded_before_the_day_order_setting_is_a_calendar_run(tmp_path:
             assert not state.done and state.why.endswith("was trained with other train.day_order"), state
 
 
+def test_svr_settings_and_runs_recorded_before_the_svr_search(tmp_path: Path) -> None:
+    """A CNN run ignores the SVR's settings; an SVR run recorded before train.svr_features /
+    svr_gamma_factor existed (centre pixel, C 1, ε 0.01) is current under those values, given as numbers
+    or lists of one, and out of date under the default (the flattened patch, C and ε chosen on validation)."""
+    from smray.checkpoint import config_fingerprint
+    from smray.serial import json_safe
+    from smray.train import kind_config, run_state
+
+    start, end = dt.date(2011, 7, 1), dt.date(2011, 7, 30)
+    storage = StorageConfig()
+    old_svr = {"svr_c": 1.0, "svr_epsilon": 0.01}
+    for kind, artefact in (("cnn", "model.pt"), ("svr", "svr.npz")):
+        out = tmp_path / kind
+        out.mkdir()
+        (out / artefact).write_bytes(b"artefact")
+        cfg = kind_config(Config(), kind)
+        record = {"kind": kind, "cube": "c.zarr", "train_start": start.isoformat(), "train_end": end.isoformat(),
+                  "fingerprint": config_fingerprint(cfg.model, cfg.patches), "config": json_safe(to_dict(cfg)),
+                  "epochs_completed": cfg.train.epochs}
+        train = record["config"]["train"]
+        for key in ("svr_features", "svr_gamma_factor", "svr_search_samples"):
+            del train[key]
+        train.update(old_svr)
+        (out / "training.json").write_text(json.dumps(record))
+
+        def done(**change: object) -> bool:
+            c = dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, **change))
+            return run_state(c, kind, "c.zarr", start, end, str(out), storage).done
+
+        assert done(svr_features="centre", **old_svr), kind
+        assert done(svr_features="centre", svr_c=(1.0,), svr_epsilon=[0.01]), kind
+        if kind == "svr":
+            assert not done() and not done(svr_features="centre")
+            assert not done(svr_features="centre", svr_max_samples=5000, **old_svr)
+        else:
+            assert done() and done(svr_max_samples=5000, svr_c=(3.0, 30.0))
+
+
 @pytest.mark.ray
 @pytest.mark.slow
 def test_paper_experiment_tiny_twin(tmp_path: Path, ray_local, capsys) -> None:

@@ -17,7 +17,7 @@ import pytest
 import torch
 
 from smray import cube, testing
-from smray.baselines import load_svr
+from smray.baselines import load_svr, svr_grid
 from smray.checkpoint import load_model
 from smray.cli import main
 from smray.config import Config, PatchConfig, TrainConfig, load_config
@@ -297,7 +297,17 @@ def test_svr_baseline_on_the_same_split(resumed: dict, nan_cube: Path, tmp_path:
     # only add up in another order)
     assert svr.n_fitted == again.n_fitted and svr.val_rmse == pytest.approx(again.val_rmse, rel=1e-12)
     model = load_svr(str(tmp_path / "svr" / "svr.npz"), cfg.model.__class__(kind="svr"), cfg.patches)
-    assert model.n_fitted == 1500
+    assert model.n_fitted == 1500 and model.features == info["features"] == cfg.train.svr_features
+    # C, ε, γ chosen on validation patches among the default grid: every point's score recorded, with the model too
+    grid = info["svr_search"]
+    assert len(grid) == len(svr_grid(cfg.train)) > 1 and model.search == grid
+    best = min(grid, key=lambda r: r["val_mse"])
+    assert (info["svr_c"], info["svr_epsilon"], info["svr_gamma_factor"]) == (model.c, model.epsilon,
+                                                                              model.gamma_factor)
+    assert (best["c"], best["epsilon"], best["gamma_factor"]) == (model.c, model.epsilon, model.gamma_factor)
+    assert all(r["n_fit"] == 1500 and r["n_val"] == 2000 for r in grid)
+    search = [line for line in lines if line.startswith("train: svr grid")]
+    assert len(search) == 1 and f"chosen {model.hyperparameters()}" in search[0], lines
     assert (tmp_path / "svr" / "normalisation.json").exists()
 
 
