@@ -64,7 +64,7 @@ from typing import Any
 
 import numpy as np
 
-from smray.errors import SmrayError, first_line
+from smray.errors import SmrayError
 from smray.formats.detect import PRODUCT_PATTERNS, basename, source_name
 from smray.grid import Grid
 
@@ -228,7 +228,7 @@ def read_l2a_swath(source: Any, *, channels: Sequence[str] = CHANNELS, name: str
     degrees (NaN = missing), ``"time"`` float64 (scans,) UTC seconds since 1993-01-01 (NaN =
     missing), ``"tb"`` channel code → float32 (scans, pixels) K (NaN = fill), and the name's
     ``"pass_"``, ``"start"``, ``"date"``. ``source`` is a path, URL or the file's bytes."""
-    from smray.formats.nsidc_land3 import hdf4_local_path  # the one temporary-file seam for pyhdf
+    from smray.formats.nsidc_land3 import open_hdf4  # the one way smray opens an HDF4 file
 
     label = source_name(source, name)
     fname = basename(label)
@@ -240,45 +240,33 @@ def read_l2a_swath(source: Any, *, channels: Sequence[str] = CHANNELS, name: str
     unknown = [c for c in channels if c not in FIELDS]
     if unknown:
         raise SmrayError(f"AE_L2A channels {unknown}: expected some of {', '.join(FIELDS)}")
-    SD = _pyhdf()
     raw: dict[str, Any] = {}
-    with hdf4_local_path(source, name) as local:
-        try:
-            sd = SD.SD(local, SD.SDC.READ)
-        except Exception as err:  # pyhdf raises HDF4Error for anything unreadable
-            raise SmrayError(f"{fname}: not a readable HDF4 file ({first_line(err, 160)})") from None
-        try:
-            found = _datasets(sd)
-            shape = None
-            for ch in channels:
-                sds = sd.select(_pick(found, FIELDS[ch], shape, fname))
-                try:
-                    arr = np.asarray(sds[:])
-                    attrs = sds.attributes()
-                finally:
-                    sds.endaccess()
-                if arr.ndim != 2 or (shape is not None and arr.shape != shape):
-                    raise SmrayError(f"{fname}: field {FIELDS[ch]!r} has shape {arr.shape}, expected "
-                                     f"(scans, pixels){' ' + str(shape) if shape else ''}")
-                shape = arr.shape
-                raw[ch] = (arr, _scale_offset(attrs))
-            for geo in ("Latitude", "Longitude"):
-                sds = sd.select(_pick(found, geo, shape, fname))
-                try:
-                    raw[geo] = np.asarray(sds[:], dtype=np.float64)
-                finally:
-                    sds.endaccess()
-            sds = sd.select(_pick(found, "Time", shape[:1] if shape else None, fname))
+    with open_hdf4(source, name) as sd:
+        found = _datasets(sd)
+        shape = None
+        for ch in channels:
+            sds = sd.select(_pick(found, FIELDS[ch], shape, fname))
             try:
-                raw["Time"] = np.asarray(sds[:], dtype=np.float64).reshape(shape[0], -1)[:, 0]
+                arr = np.asarray(sds[:])
+                attrs = sds.attributes()
             finally:
                 sds.endaccess()
-        except SmrayError:
-            raise
-        except Exception as err:
-            raise SmrayError(f"{fname}: corrupt HDF4 file ({first_line(err, 160)})") from None
+            if arr.ndim != 2 or (shape is not None and arr.shape != shape):
+                raise SmrayError(f"{fname}: field {FIELDS[ch]!r} has shape {arr.shape}, expected "
+                                 f"(scans, pixels){' ' + str(shape) if shape else ''}")
+            shape = arr.shape
+            raw[ch] = (arr, _scale_offset(attrs))
+        for geo in ("Latitude", "Longitude"):
+            sds = sd.select(_pick(found, geo, shape, fname))
+            try:
+                raw[geo] = np.asarray(sds[:], dtype=np.float64)
+            finally:
+                sds.endaccess()
+        sds = sd.select(_pick(found, "Time", shape[:1] if shape else None, fname))
+        try:
+            raw["Time"] = np.asarray(sds[:], dtype=np.float64).reshape(shape[0], -1)[:, 0]
         finally:
-            sd.end()
+            sds.endaccess()
     lat, lon = raw["Latitude"], raw["Longitude"]
     with np.errstate(invalid="ignore"):
         bad_geo = ~(np.isfinite(lat) & np.isfinite(lon) & (np.abs(lat) <= 90.0) & (np.abs(lon) <= 180.0))

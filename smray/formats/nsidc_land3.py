@@ -184,24 +184,32 @@ def hdf4_local_path(source: Any, name: str | None = None) -> Iterator[str]:
         os.remove(tmp)
 
 
-def list_fields(source: Any, *, name: str | None = None) -> dict[str, tuple[tuple[int, ...], str]]:
-    """SDS name → (shape, numpy dtype name) of every dataset in an HDF4 file."""
+@contextlib.contextmanager
+def open_hdf4(source: Any, name: str | None = None) -> Iterator[Any]:
+    """An open pyhdf ``SD`` of ``source``, ended afterwards. One-line SmrayErrors naming the file: not
+    readable as HDF4, or corrupt while the body reads it (the body's own SmrayErrors pass as they are)."""
     SD = _pyhdf()
     fname = basename(source_name(source, name))
     with hdf4_local_path(source, name) as local:
         try:
             sd = SD.SD(local, SD.SDC.READ)
-        except Exception as err:
+        except Exception as err:  # pyhdf raises HDF4Error for anything unreadable
             raise SmrayError(f"{fname}: not a readable HDF4 file ({first_line(err, 160)})") from None
         try:
-            out = {}
-            for sds_name, (_dims, shape, hdf_type, _index) in sd.datasets().items():
-                out[sds_name] = (tuple(int(n) for n in np.atleast_1d(shape)), _HDF_TYPES.get(hdf_type, str(hdf_type)))
-            return out
+            yield sd
+        except SmrayError:
+            raise
         except Exception as err:
             raise SmrayError(f"{fname}: corrupt HDF4 file ({first_line(err, 160)})") from None
         finally:
             sd.end()
+
+
+def list_fields(source: Any, *, name: str | None = None) -> dict[str, tuple[tuple[int, ...], str]]:
+    """SDS name → (shape, numpy dtype name) of every dataset in an HDF4 file."""
+    with open_hdf4(source, name) as sd:
+        return {sds_name: (tuple(int(n) for n in np.atleast_1d(shape)), _HDF_TYPES.get(hdf_type, str(hdf_type)))
+                for sds_name, (_dims, shape, hdf_type, _index) in sd.datasets().items()}
 
 
 def channels_in(fields: Mapping[str, Any]) -> tuple[list[str], list[str]]:
@@ -226,35 +234,23 @@ def read_nsidc_land3_native(source: Any, *, passes: Sequence[str] = ("A", "D"),
     passes = [p.upper() for p in passes]
     channels = [c.lower() for c in channels]
     wanted = {(p, ch): field_name(p, ch) for p in passes for ch in channels}
-    SD = _pyhdf()
     raw: dict[tuple[str, str], np.ndarray] = {}
-    with hdf4_local_path(source, name) as local:
-        try:
-            sd = SD.SD(local, SD.SDC.READ)
-        except Exception as err:  # pyhdf raises HDF4Error for anything unreadable
-            raise SmrayError(f"{fname}: not a readable HDF4 file ({first_line(err, 160)})") from None
-        try:
-            available = sd.datasets()
-            for key, sds_name in wanted.items():
-                if sds_name not in available:
-                    tbs = sorted(n for n in available if "_TB" in n)
-                    raise SmrayError(f"{fname}: field {sds_name!r} not found "
-                                     f"(TB fields present: {', '.join(tbs) or 'none'})")
-                sds = sd.select(sds_name)
-                try:
-                    arr = np.asarray(sds[:])
-                finally:
-                    sds.endaccess()
-                if arr.shape != EASE_SHAPE:
-                    raise SmrayError(f"{fname}: field {sds_name!r} has shape {arr.shape}, "
-                                     f"expected EASE-Grid {EASE_SHAPE}")
-                raw[key] = arr
-        except SmrayError:
-            raise
-        except Exception as err:
-            raise SmrayError(f"{fname}: corrupt HDF4 file ({first_line(err, 160)})") from None
-        finally:
-            sd.end()
+    with open_hdf4(source, name) as sd:
+        available = sd.datasets()
+        for key, sds_name in wanted.items():
+            if sds_name not in available:
+                tbs = sorted(n for n in available if "_TB" in n)
+                raise SmrayError(f"{fname}: field {sds_name!r} not found "
+                                 f"(TB fields present: {', '.join(tbs) or 'none'})")
+            sds = sd.select(sds_name)
+            try:
+                arr = np.asarray(sds[:])
+            finally:
+                sds.endaccess()
+            if arr.shape != EASE_SHAPE:
+                raise SmrayError(f"{fname}: field {sds_name!r} has shape {arr.shape}, "
+                                 f"expected EASE-Grid {EASE_SHAPE}")
+            raw[key] = arr
     lat, _ = ease_inverse(np.arange(EASE_NROWS), np.zeros(EASE_NROWS))
     _, lon = ease_inverse(np.zeros(EASE_NCOLS), np.arange(EASE_NCOLS))
     data_vars = {}
