@@ -117,6 +117,37 @@ def test_percentiles_from_merged_histograms(small_cube) -> None:
     assert mixed.tb_lower_k[1] == float(tb_vals[1].min())
 
 
+def test_percentile_bounds_ignore_a_few_outliers_and_clipping_is_counted(tmp_path) -> None:
+    """Robust scaling: a few absurd TBs (0.1 % of the valid pixels of one training day, at 390 K) set
+    the min/max bound but leave the 0.5/99.5-percentile bounds within a bin of the clean fit; the
+    planted pixels are exactly where scaling clips (counted by outside_range), never NaN."""
+    clean_url, dirty_url = str(tmp_path / "clean.zarr"), str(tmp_path / "dirty.zarr")
+    arrays = build_cube(clean_url, grid=Grid(2.0), start=START, days=DAYS, seed=8)
+    build_cube(dirty_url, grid=Grid(2.0), start=START, days=DAYS, seed=8)
+    day = START + dt.timedelta(days=2)
+    data = cube.read_day(dirty_url, None, day)
+    tb, q = data["tb"].copy(), data["qc"]
+    ok = (arrays["land"] >= 0.5) & np.isfinite(arrays["swvl1"][2]) & ((q[0] & qc.mask_of(BLOCK)) == 0) \
+        & np.isfinite(tb[0]).all(axis=0)
+    rows, cols = np.nonzero(ok)
+    pick = np.random.default_rng(1).choice(rows.size, max(1, rows.size // 1000 * 2), replace=False)
+    tb[0, :, rows[pick], cols[pick]] = 390.0
+    cube.write_day(dirty_url, None, day, tb, q, data["swvl1"])
+    robust = NormConfig(lower_percentile=0.5, upper_percentile=99.5)
+    fits = {(name, url): normalise.fit_stats(url, None, *TRAIN, norm, BLOCK, PatchConfig(), use_ray=False)
+            for name, norm in (("minmax", NormConfig()), ("robust", robust))
+            for url in (clean_url, dirty_url)}
+    assert fits["minmax", dirty_url].tb_upper_k[0] == 390.0 < 400 and fits["minmax", clean_url].tb_upper_k[0] < 301
+    for c in range(4):
+        assert abs(fits["robust", dirty_url].tb_upper_k[c] - fits["robust", clean_url].tb_upper_k[c]) < 0.5
+        assert abs(fits["robust", dirty_url].tb_lower_k[c] - fits["robust", clean_url].tb_lower_k[c]) < 0.5
+    stats = fits["robust", dirty_url]
+    x = tb[0][:, rows[pick], cols[pick]]  # (channel, n) of the planted pixels
+    assert normalise.outside_range(x, stats, cube.CHANNELS, axis=0).all()
+    scaled = normalise.scale_inputs(x, stats, cube.CHANNELS, axis=0)
+    assert (scaled == 1.0).all() and np.isfinite(scaled).all()
+
+
 @settings(max_examples=40, deadline=None)
 @given(seed=st.integers(0, 2**31), p=st.floats(0.5, 99.5), scale=st.sampled_from([1.0, 50.0, 300.0]))
 def test_histogram_percentile_within_one_bin(seed: int, p: float, scale: float) -> None:
