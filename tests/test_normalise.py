@@ -118,9 +118,10 @@ def test_percentiles_from_merged_histograms(small_cube) -> None:
 
 
 def test_percentile_bounds_ignore_a_few_outliers_and_clipping_is_counted(tmp_path) -> None:
-    """Robust scaling: a few absurd TBs (0.1 % of the valid pixels of one training day, at 390 K) set
-    the min/max bound but leave the 0.5/99.5-percentile bounds within a bin of the clean fit; the
-    planted pixels are exactly where scaling clips (counted by outside_range), never NaN."""
+    """Robust scaling: a few absurd TBs (0.2 % of the valid pixels of one training day, at 390 K) move
+    the min/max bound by 90 K but the 0.5/99.5-percentile bounds by less than 0.5 K (their share of
+    the period, ~0.07 %, shifts a percentile a little: 0.05 K here); every planted pixel is clipped to
+    1 and counted by outside_range, never NaN."""
     clean_url, dirty_url = str(tmp_path / "clean.zarr"), str(tmp_path / "dirty.zarr")
     arrays = build_cube(clean_url, grid=Grid(2.0), start=START, days=DAYS, seed=8)
     build_cube(dirty_url, grid=Grid(2.0), start=START, days=DAYS, seed=8)
