@@ -33,6 +33,7 @@ import yaml
 
 from smray import cube as cubemod, qc as qcmod
 from smray.config import Config, GridConfig, load_config, to_dict
+from smray.grid import Grid
 from smray.mapstore import MAP_FORMAT
 
 #: the first eight bytes of every PNG file
@@ -206,6 +207,27 @@ def write_map_store(url: str, *, cube_url: str, seed: int, kind: str = "cnn",
         warnings.simplefilter("ignore", FutureWarning)
         out.to_zarr(url, mode="w", consolidated=False, zarr_format=3, encoding=enc, storage_options=storage_options)
     return out
+
+
+def quarter_degree_tbs(root: Path, date: dt.date, pass_: str, grid: Grid) -> np.ndarray:
+    """(channel, lat, lon) K of a twin's NSIDC-0302 pass-day (``cube.CHANNELS``) decoded with plain
+    numpy, not smray's reader, on ``grid``: the twin repeats each cell of a grid coarser than 0.25°
+    on its quarter-degree cells, so one of them is taken; count 0 (no data) is NaN."""
+    from smray.synth.layouts import flat_path
+
+    k = round(grid.res / 0.25)
+    out = np.full((len(cubemod.CHANNELS), *grid.shape), np.nan, dtype=np.float32)
+    for c, ch in enumerate(cubemod.CHANNELS):
+        raw = np.fromfile(Path(root) / flat_path("nsidc_0302", date, pass_, ch), dtype="<u2").reshape(720, 1440)
+        out[c] = np.where(raw == 0, np.nan, raw / 10.0)[::k, ::k][grid.window]
+    return out
+
+
+def observed(tb: np.ndarray, qc_cfg: Any) -> np.ndarray:
+    """bool (lat, lon): every channel of ``tb`` (channel, lat, lon) finite and inside the QC config's
+    physical TB range."""
+    with np.errstate(invalid="ignore"):
+        return (np.isfinite(tb) & (tb >= qc_cfg.tb_min_k) & (tb <= qc_cfg.tb_max_k)).all(axis=0)
 
 
 def write_stm(directory: Path, *, lat: float, lon: float, depth: tuple[float, float],

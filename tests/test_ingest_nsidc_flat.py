@@ -28,6 +28,7 @@ from smray.ingest import DayContext, ingest_day, make_job
 from smray.predict import prediction_mask, valid_inputs
 from smray.qc import FLAGS
 from smray.synth.layouts import flat_path, land3_path
+from smray.testing import observed, quarter_degree_tbs
 
 START = dt.date(2011, 7, 1)
 DAYS = 3
@@ -51,22 +52,6 @@ def synth(out: Path, layout: str) -> Path:
     assert main(["synth", "--out", str(out), "--start", START.isoformat(), "--days", str(DAYS), "--res", str(RES),
                  "--spinup-days", "3", "--seed", str(SEED), "--layout", layout]) == 0
     return out
-
-
-def qd_tb(root: Path, date: dt.date, pass_: str) -> np.ndarray:
-    """(4, nlat, nlon) K of a quarter-degree twin pass-day decoded with numpy, on the 2° grid (the
-    twin repeats each 2° cell on 8 × 8 quarter-degree cells: take one of them)."""
-    out = np.full((4, *GRID.shape), np.nan, dtype=np.float32)
-    k = round(RES / 0.25)
-    for c, ch in enumerate(CHANNELS):
-        raw = np.fromfile(root / flat_path("nsidc_0302", date, pass_, ch), dtype="<u2").reshape(720, 1440)
-        out[c] = np.where(raw == 0, np.nan, raw / 10.0)[::k, ::k]
-    return out
-
-
-def valid(tb: np.ndarray) -> np.ndarray:
-    with np.errstate(invalid="ignore"):
-        return (np.isfinite(tb) & (tb >= QC.tb_min_k) & (tb <= QC.tb_max_k)).all(axis=0)
 
 
 @pytest.fixture(scope="module")
@@ -117,16 +102,16 @@ def test_mixed_archive_gives_one_consistent_cube(twins: dict[str, Path], mixed: 
     for i in (1, 3):  # quarter-degree days: the twin's own TBs to the products' 0.1 K
         got = cube.read_day(str(out), None, day(i))["tb"]
         for p, pass_ in enumerate("AD"):
-            src = qd_tb(twins["nsidc_0302"], day(i), pass_)
-            ok = valid(src)
+            src = quarter_degree_tbs(twins["nsidc_0302"], day(i), pass_, GRID)
+            ok = observed(src, QC)
             assert ok.mean() > 0.4
             np.testing.assert_allclose(got[p][:, ok], src[:, ok], rtol=0, atol=1e-4)
     got = cube.read_day(str(out), None, day(2))["tb"]  # EASE day vs the same twin's quarter-degree files
     diffs = []
     for p, pass_ in enumerate("AD"):
-        src = qd_tb(twins["nsidc_0302"], day(2), pass_)
-        ok = valid(src) & np.isfinite(got[p]).all(axis=0)
-        assert ok.sum() > 0.8 * valid(src).sum()  # the round trip keeps almost every observed cell
+        src = quarter_degree_tbs(twins["nsidc_0302"], day(2), pass_, GRID)
+        ok = observed(src, QC) & np.isfinite(got[p]).all(axis=0)
+        assert ok.sum() > 0.8 * observed(src, QC).sum()  # the round trip keeps almost every observed cell
         diffs.append(np.abs(got[p][:, ok] - src[:, ok]).ravel())
     d = np.concatenate(diffs)
     q = np.percentile(d, [50, 90, 99])
@@ -209,10 +194,10 @@ def test_land3_twin_fills_the_ocean_and_ingest_fills_coastal_windows(twins: dict
     is_land = land >= 0.5
     got = cube.read_day(str(out), None, day(2))
     for p, pass_ in enumerate("AD"):
-        src = qd_tb(twins["nsidc_0302"], day(2), pass_)
+        src = quarter_degree_tbs(twins["nsidc_0302"], day(2), pass_, GRID)
         qc = got["qc"][p]
-        fresh = is_land & valid(src) & ((qc & (FLAGS["composited"] | FLAGS["no_observation"])) == 0)
-        assert fresh.sum() > 0.8 * (is_land & valid(src)).sum()  # almost every observed land cell is there
+        fresh = is_land & observed(src, QC) & ((qc & (FLAGS["composited"] | FLAGS["no_observation"])) == 0)
+        assert fresh.sum() > 0.8 * (is_land & observed(src, QC)).sum()  # almost every observed land cell is there
         fresh &= np.abs(GRID.lat)[:, None] < 80  # poleward, an EASE row is > 1° tall: it mixes 2° rows
         np.testing.assert_allclose(got["tb"][p][:, fresh], src[:, fresh], rtol=0, atol=0.1 + 1e-4)
         filled = (qc & FLAGS["water_filled"]) != 0

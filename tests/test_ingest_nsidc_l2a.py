@@ -28,7 +28,7 @@ from smray.formats import nsidc_l2a as l2a
 from smray.grid import Grid, surface_fractions
 from smray.ingest import DayContext, ingest_day, make_job
 from smray.inspect import inspect_url
-from smray.synth.layouts import flat_path
+from smray.testing import observed, quarter_degree_tbs
 
 START = dt.date(2011, 7, 1)
 DAYS = 3
@@ -172,21 +172,6 @@ def synth(out: Path, layout: str) -> Path:
     return out
 
 
-def qd_tb(root: Path, date: dt.date, pass_: str) -> np.ndarray:
-    """(4, nlat, nlon) K of the quarter-degree twin pass-day (the twin's own TBs to 0.1 K), on GRID."""
-    out = np.full((4, *GRID.shape), np.nan, dtype=np.float32)
-    k = round(RES / 0.25)
-    for c, ch in enumerate(CHANNELS):
-        raw = np.fromfile(root / flat_path("nsidc_0302", date, pass_, ch), dtype="<u2").reshape(720, 1440)
-        out[c] = np.where(raw == 0, np.nan, raw / 10.0)[::k, ::k][GRID.window]
-    return out
-
-
-def valid(tb: np.ndarray) -> np.ndarray:
-    with np.errstate(invalid="ignore"):
-        return (np.isfinite(tb) & (tb >= QC.tb_min_k) & (tb <= QC.tb_max_k)).all(axis=0)
-
-
 @pytest.fixture(scope="module")
 def twins(tmp_path_factory, ray_local) -> dict[str, Path]:
     root = tmp_path_factory.mktemp("l2a")
@@ -235,9 +220,9 @@ def test_l2a_cube_equals_the_twin_tbs(twins: dict[str, Path], ingested: Path) ->
     for i in range(1, DAYS + 1):
         got = cube.read_day(str(ingested), None, day(i))
         for p, pass_ in enumerate("AD"):
-            src = qd_tb(twins["nsidc_0302"], day(i), pass_)
-            ok = valid(src) & np.isfinite(got["tb"][p]).all(axis=0)
-            kept.append((ok.sum(), valid(src).sum()))
+            src = quarter_degree_tbs(twins["nsidc_0302"], day(i), pass_, GRID)
+            ok = observed(src, QC) & np.isfinite(got["tb"][p]).all(axis=0)
+            kept.append((ok.sum(), observed(src, QC).sum()))
             diffs.append(np.abs(got["tb"][p][:, ok] - src[:, ok]).ravel())
     d = np.concatenate(diffs)
     q = np.percentile(d, [50, 90, 99])
