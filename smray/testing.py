@@ -40,10 +40,12 @@ from smray.mapstore import MAP_FORMAT
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
 #: Run settings that fit a 2-core test machine: a local Ray runtime of 4 logical CPUs (room for actors and
-#: read tasks at once), one half-CPU training worker, half-CPU inference actors, no early stopping.
+#: read tasks at once), one half-CPU training worker, half-CPU inference actors, no early stopping, an SVR
+#: of one C/ε (no validation search: tests/test_train.py and tests/test_baselines.py cover the search).
 SMALL_RUN: dict[str, dict[str, Any]] = {
     "ray": {"num_cpus": 4},
-    "train": {"workers": 1, "cpus_per_worker": 0.5, "batch_size": 128, "patience": 0},
+    "train": {"workers": 1, "cpus_per_worker": 0.5, "batch_size": 128, "patience": 0, "svr_c": 1.0,
+              "svr_epsilon": 0.01},
     "predict": {"actor_cpus": 0.5},
 }
 

@@ -459,10 +459,10 @@ def test_shard_files_come_in_a_new_order_every_epoch(global_cube: str, tmp_path,
     dates = cube.info(global_cube).dates
     census = _cut(str(tmp_path / "s"), global_cube, dates)
 
-    def epochs(seed: int) -> list[list[int]]:
+    def epochs(seed: int, n: int) -> list[list[int]]:
         ds = shards.shard_dataset(None, census, "val", seed=seed)
         out = []
-        for _ in range(3):
+        for _ in range(n):
             order, rows = [], 0
             for batch in ds.iter_batches(batch_size=None, batch_format="numpy"):
                 rows += batch["y"].size
@@ -471,6 +471,6 @@ def test_shard_files_come_in_a_new_order_every_epoch(global_cube: str, tmp_path,
             out.append(order)
         return out
 
-    first = epochs(5)
+    first = epochs(5, 2)
     assert all(sorted(o) == [cube.days_since_epoch(d) for d in dates] for o in first)
-    assert len({tuple(o) for o in first}) > 1 and epochs(5) == first
+    assert first[0] != first[1] and epochs(5, 1) == first[:1]

@@ -38,7 +38,8 @@ RES = 1.0
 #: the test's settings (the CLI reads the same file); epochs are set per run
 TRAIN = merged(SMALL_RUN, {"grid": {"res": RES},
                            "patches": {"per_day": 3000, "train_per_day": 2500, "val_per_day": 500, "size": 9},
-                           "train": {"workers": 2, "lr": 0.001, "max_failures": 1, "svr_max_samples": 1500}})
+                           "train": {"workers": 2, "lr": 0.001, "max_failures": 1, "svr_max_samples": 1500,
+                                     "svr_c": [1.0, 10.0], "svr_epsilon": [0.01, 0.03]}})  # the default search
 
 
 def write_config(path: Path, *, shards: Path | None = None, **train: object) -> Path:
