@@ -25,6 +25,7 @@ Statistics are stored inside the cube, ``<cube>/_smray/normalisation/<name>.json
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import json
 import re
 from collections.abc import Callable, Iterable, Sequence
@@ -341,6 +342,15 @@ def map_days(fn: Callable[..., Any], dates: Iterable[dt.date], *args: Any,
     if not use_ray:
         return (fn(d, *args) for d in dates)
     return rs.map_unordered(fn, [(d, *args) for d in dates])
+
+
+def stats_digest(stats: NormStats) -> str:
+    """SHA-256 (hex) of the scaling ``stats`` define, without the fields that say when and from where
+    they were fitted (``created``, ``cube``): equal for equal scaling."""
+    d = stats.to_dict()
+    for volatile in ("created", "cube"):
+        d.pop(volatile, None)
+    return hashlib.sha256(json.dumps(d, sort_keys=True, default=str).encode()).hexdigest()
 
 
 def fit_stats(cube_url: str, storage: StorageConfig | None, start: dt.date, end: dt.date,

@@ -34,8 +34,6 @@ from __future__ import annotations
 
 import datetime as dt
 import functools
-import hashlib
-import json
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -47,7 +45,7 @@ from smray.config import PatchConfig, to_dict
 from smray.errors import SmrayError
 from smray.grid import Grid
 from smray.normalise import (LAND_MIN, NormStats, block_mask, block_names, map_days, scale_inputs, scale_target,
-                             valid_pixels)
+                             stats_digest, valid_pixels)
 from smray.storage import StorageConfig, resolve_storage
 
 SPLITS = ("train", "val", "all")
@@ -392,10 +390,8 @@ def shard_signature(cube_url: str, dates: Iterable[dt.date], patch_cfg: PatchCon
                     stats: NormStats, *, land_min: float = LAND_MIN) -> dict[str, Any]:
     """What makes two cuts of patch shards the same: the cube, the days, the patch and QC settings,
     ``land_min`` and the scaling (a digest of the statistics)."""
-    scaling = {k: v for k, v in stats.to_dict().items() if k not in ("created", "cube")}
     return {"cube": cube_url, "days": [d.isoformat() for d in sorted(dates)], "patches": to_dict(patch_cfg),
-            "qc_block": list(block_names(qc_block)), "land_min": float(land_min),
-            "norm_stats": hashlib.sha256(json.dumps(scaling, sort_keys=True, default=str).encode()).hexdigest()}
+            "qc_block": list(block_names(qc_block)), "land_min": float(land_min), "norm_stats": stats_digest(stats)}
 
 
 def _sample_batch(batch: dict[str, np.ndarray], *, cube_url: str, storage: StorageConfig | None,

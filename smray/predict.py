@@ -49,6 +49,7 @@ from smray import __version__, package_versions
 from smray import cube as cubemod
 from smray import mapstore
 from smray.config import Config, config_from_dict, to_dict, validation_label
+from smray.daystore import signature_differences
 from smray.errors import SmrayError
 from smray.normalise import LAND_MIN, NormStats, block_mask, block_names, outside_range, scale_inputs, unscale_target
 from smray.patches import window_all
@@ -600,10 +601,6 @@ def store_signature(source: ModelSource, cube_url: str, cinfo: cubemod.CubeInfo,
             "seed": int(cfg.train.seed) if source.kind == PHYSICAL else None}
 
 
-def _differences(a: dict[str, Any], b: dict[str, Any]) -> list[str]:
-    return [k for k in sorted(set(a) | set(b)) if a.get(k) != b.get(k)]
-
-
 def check_store(out_url: str, storage: StorageConfig, signature: dict[str, Any], new_store: bool) -> None:
     """Refuse (one line) an existing store written by another model or with other settings, unless
     ``new_store``, which deletes it."""
@@ -621,7 +618,7 @@ def check_store(out_url: str, storage: StorageConfig, signature: dict[str, Any],
         theirs = json.loads(old.get("smray_predict_signature", "{}"))
     except ValueError:
         theirs = {}
-    diff = _differences(theirs, signature)
+    diff = signature_differences(theirs, signature)
     if diff:
         shown = "; ".join(f"{k}: store has {theirs.get(k)!r}, this run {signature.get(k)!r}" for k in diff[:3])
         raise SmrayError(f"{out_url}: map store was written with a different model or settings ({shown}); "

@@ -73,6 +73,18 @@ def json_safe(obj: Any) -> Any:
     return str(obj)
 
 
+def differences(a: Any, b: Any, prefix: str = "") -> list[str]:
+    """The dotted paths, sorted, where two JSON-like values differ: nested dicts are compared key by
+    key (a key only one has differs); any other value compares whole ("" when ``a`` and ``b``
+    themselves differ and are not both dicts)."""
+    if isinstance(a, dict) and isinstance(b, dict):
+        out: list[str] = []
+        for k in sorted(set(a) | set(b)):
+            out += differences(a.get(k), b.get(k), f"{prefix}{k}.")
+        return out
+    return [] if a == b else [prefix.rstrip(".")]
+
+
 def write_json(url: str, storage: StorageConfig | None, data: Any) -> None:
     """Write ``data`` (made :func:`json_safe`) as one whole indented JSON object at ``url``."""
     fs, path = filesystem(url, storage)

@@ -41,7 +41,7 @@ from typing import Any
 import numpy as np
 
 from smray.errors import SmrayError
-from smray.serial import read_json, write_json
+from smray.serial import differences, read_json, write_json
 from smray.storage import StorageConfig, filesystem, join, resolve_storage, write_bytes
 
 SIGNATURE_FILE = "signature.json"
@@ -73,16 +73,6 @@ class ShardCensus:
         return [f"{split}/{d.isoformat()}.parquet" for d, c in sorted(self.counts.items()) if c[i]]
 
 
-def _differences(a: dict[str, Any], b: dict[str, Any]) -> list[str]:
-    out = []
-    for k in sorted(set(a) | set(b)):
-        if isinstance(a.get(k), dict) and isinstance(b.get(k), dict):
-            out += [f"{k}.{d}" for d in _differences(a[k], b[k])]
-        elif a.get(k) != b.get(k):
-            out.append(k)
-    return out
-
-
 def check_signature(url: str, storage: StorageConfig | None, signature: dict[str, Any]) -> bool:
     """True when ``url`` holds shards of ``signature``, False when it holds none yet; a one-line
     SmrayError naming the store and what differs when it was cut for something else."""
@@ -96,7 +86,7 @@ def check_signature(url: str, storage: StorageConfig | None, signature: dict[str
         return False
     if not isinstance(theirs, dict):
         raise SmrayError(f"{join(url, SIGNATURE_FILE)}: not a patch-shard signature")
-    diff = _differences(theirs, signature)
+    diff = differences(theirs, signature)
     if diff:
         raise SmrayError(f"{url}: paths.shards: the patches there were cut for another training run (other "
                          f"{', '.join(diff[:4])}); choose another place or remove it")

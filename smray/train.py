@@ -48,7 +48,6 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import hashlib
-import json
 import math
 import os
 import posixpath
@@ -71,8 +70,8 @@ from smray.config import Config, svr_values, to_dict, validation_label
 from smray.errors import SmrayError
 from smray.metrics import pair_sums
 from smray.models import build_model, input_channels
-from smray.normalise import NormStats, block_names, fit_stats
-from smray.serial import as_date, json_safe, read_json, write_json
+from smray.normalise import NormStats, block_names, fit_stats, stats_digest
+from smray.serial import as_date, differences, json_safe, read_json, write_json
 from smray.stages.base import StageState
 from smray.storage import StorageConfig, check_reachable, filesystem, join, local_path, protocol, resolve_storage
 from smray.trainloop import (SUM_FIELDS, TARGET_SHIFT, EarlyStopping, eval_sums, make_optimizer, metrics_from_sums,
@@ -331,13 +330,6 @@ def check_sample_counts(counts: dict[dt.date, dict[str, Any]], workers: int, whe
     return n_train, n_val
 
 
-def _stats_digest(stats: NormStats) -> str:
-    d = stats.to_dict()
-    for volatile in ("created", "cube"):
-        d.pop(volatile, None)
-    return hashlib.sha256(json.dumps(d, sort_keys=True, default=str).encode()).hexdigest()
-
-
 def run_signature(cfg: Config, cube_url: str, start: dt.date, end: dt.date, stats: NormStats) -> dict[str, Any]:
     """What a resumed run must share with the checkpoint it resumes: the cube and period, the model
     and patch configuration, the scaling, and the optimiser settings."""
@@ -348,17 +340,8 @@ def run_signature(cfg: Config, cube_url: str, start: dt.date, end: dt.date, stat
         "normalise": to_dict(cfg.normalise), "qc_block": list(block_names(cfg.qc.block)),
         "optimiser": {k: getattr(tc, k) for k in ("optimizer", "lr", "weight_decay", "momentum", "batch_size", "seed",
                                                   "day_order", "shuffle_buffer")},
-        "norm_stats": _stats_digest(stats),
+        "norm_stats": stats_digest(stats),
     }
-
-
-def _differences(a: Any, b: Any, prefix: str = "") -> list[str]:
-    if isinstance(a, dict) and isinstance(b, dict):
-        out: list[str] = []
-        for k in sorted(set(a) | set(b)):
-            out += _differences(a.get(k), b.get(k), f"{prefix}{k}.")
-        return out
-    return [] if a == b else [prefix.rstrip(".")]
 
 
 def _checkpoint_dirs(out_url: str, storage: StorageConfig) -> tuple[Any, str, list[str]]:
@@ -389,7 +372,7 @@ def existing_run(out_url: str, storage: StorageConfig, cfg: Config,
         load_checkpoint((fs, join(run_dir, name, BEST_FILE)), cfg.model, cfg.patches)
     except SmrayError as err:
         raise SmrayError(f"cannot resume: {err}; {how}") from None
-    diff = _differences(ckpt.extra.get("run"), run)
+    diff = differences(ckpt.extra.get("run"), run)
     if diff:
         raise SmrayError(f"cannot resume from {where}: it was trained with other settings ({', '.join(diff[:4])}); "
                          f"{how}")
