@@ -324,7 +324,9 @@ class PredictConfig:
     actors: int | None = None  #: actors in the pool (None: as many as the CPUs/GPUs allow, at most the days)
     actor_cpus: float = 0.5  #: CPUs reserved per CPU actor (fractional: leaves room for the read tasks)
     use_gpu: bool | None = None  #: None: GPU actors when the cluster has GPUs
-    band_rows: int = 64  #: output rows per fully convolutional band (bounds memory)
+    #: output rows per fully convolutional band: bounds memory; 16 is the fastest on a 2-core CPU
+    #: (docs/benchmarks.md), a GPU wants larger bands (the mission config: 64)
+    band_rows: int = 16
     #: arithmetic of the CNN: fp32 | bf16 (autocast) | int8 (int8 fully connected layers) | int8_bf16
     #: (both) | auto (the fastest the CPU/GPU supports); checked before work (smray.inference)
     precision: str = "fp32"

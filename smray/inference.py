@@ -15,7 +15,9 @@ CPU in the tests too:
 * :func:`prepare_for_inference` — the model in eval mode on the device: ``int8`` = dynamic
   quantisation of the ``nn.Linear`` layers (int8 weights, activations quantised per batch; the
   fully connected 800 → 500 layer is ~3/4 of the CNN's work); ``bf16``: the input layer stays fp32
-  (the scaled TBs rounded to bf16 bias the maps); ``channels_last`` on CUDA.
+  (the scaled TBs rounded to bf16 bias the maps); convolution weights ``channels_last`` (NHWC: the
+  layout of cuDNN's and oneDNN's fast kernels; on this 2-core CPU the masked whole-map forward takes
+  about half the time it took with NCHW, docs/benchmarks.md).
 * :func:`autocast` — the context the forward runs in: ``torch.autocast(device, bfloat16)`` for bf16
   (convolutions and matrix products in bf16, accumulation and outputs in fp32), else nothing.
 * :func:`host_to_device` — numpy/tensor → device tensor; to CUDA through pinned memory with a
@@ -133,11 +135,11 @@ def resolve_precision(precision: str, device: torch.device | str, field: str = "
 
 
 def prepare_for_inference(model: nn.Module, precision: str, device: torch.device | str,
-                          channels_last: bool | None = None) -> nn.Module:
+                          channels_last: bool = True) -> nn.Module:
     """``model`` ready for inference: eval mode, on ``device``; ``int8``: its ``nn.Linear`` layers
     dynamically quantised (a new module; the original is not changed); ``bf16``: its input layer
-    in fp32 (a copy); ``channels_last`` (default:
-    on CUDA) stores the convolution weights NHWC, the layout cuDNN's fast kernels want.
+    in fp32 (a copy); ``channels_last`` (default: True) stores the convolution weights NHWC, the
+    layout cuDNN's and oneDNN's fast kernels want.
     ``precision`` must be resolved (:func:`resolve_precision`)."""
     device = torch.device(device)
     if precision not in PRECISIONS[:-1]:
@@ -155,7 +157,7 @@ def prepare_for_inference(model: nn.Module, precision: str, device: torch.device
         if precision not in INT8_LINEAR:
             model = copy.deepcopy(model)  # the original is not changed
         _fp32_input_layer(model)
-    if channels_last if channels_last is not None else device.type == "cuda":
+    if channels_last:
         model = model.to(memory_format=torch.channels_last)
     return model
 

@@ -232,7 +232,7 @@ def day_inputs(day: dict[str, np.ndarray], land_fraction: np.ndarray, source: Mo
 class Predictor:
     """A loaded model: ``predict(inp)`` → ``(H, W)`` float32 m³/m³, NaN where not valid."""
 
-    def __init__(self, source: ModelSource, storage: StorageConfig, *, band_rows: int = 64,
+    def __init__(self, source: ModelSource, storage: StorageConfig, *, band_rows: int = 16,
                  use_gpu: bool = False, precision: str = "fp32") -> None:
         self.source = source
         self.band_rows = band_rows
