@@ -61,7 +61,11 @@ def test_demo_runs_the_whole_chain_and_persists_it(demo: dict) -> None:
         assert f"s3://smray-demo/maps/{kind}.zarr  ->  {bucket}/maps/{kind}.zarr" in out
     twin = bucket / "twin"
     assert (twin / "twin.json").exists()
-    assert len(list((twin / "amsr").rglob("*.h5"))) == 12
+    # July 2011 is AMSR-E's: NSIDC-0302 names, 4 channels and a .TIM per day and pass, no AMSR2 (GW1AM2) file
+    names = sorted(p.name for p in (twin / "amsr").rglob("*") if p.is_file())
+    assert len(names) == 3 * 2 * 5 and "ID2r1-AMSRE-D.252011182A.v03.06H" in names
+    assert "ID2r1-AMSRE-D.252011184D.v03.TIM" in names and not any("GW1AM2" in n for n in names)
+    assert "synth: note" not in out  # the layout fits the days
     cube = xr.open_zarr(bucket / "cube.zarr", consolidated=True)
     assert cube.sizes["time"] == 3 and cube.attrs["days_ok"] == 3
     assert np.isfinite(cube.tb.isel(time=1).values).any()

@@ -309,3 +309,30 @@ def test_credentials_never_written(s3_bucket: str, ray_local, monkeypatch, capsy
     assert len(names) >= 6
     for name in names:
         assert secret.encode() not in fs.cat_file(name), name
+
+
+@pytest.mark.parametrize("layout,first,last,says", [
+    ("jaxa_l3", "2011-07-01", "2011-08-04", "before AMSR2's first day (2012-07-03)"),
+    ("jaxa_l3", "2012-07-03", "2012-07-05", None),
+    ("nsidc_0302", "2011-07-01", "2011-08-04", None),
+    ("nsidc_0301", "2011-10-01", "2011-10-04", None),
+    ("nsidc_ae_l2a", "2011-10-01", "2011-10-05", "after AMSR-E's last day (2011-10-04)"),
+])
+def test_era_note_says_when_names_and_days_disagree(layout: str, first: str, last: str, says: str | None) -> None:
+    from smray.synth.layouts import era_note
+
+    note = era_note(layout, dt.date.fromisoformat(first), dt.date.fromisoformat(last))
+    if says is None:
+        assert note is None
+    else:
+        assert says in note and layout in note and "\n" not in note
+
+
+def test_synth_of_amsre_days_as_jaxa_names_says_so(tmp_path: Path, ray_local, capsys) -> None:
+    """The note is printed by a real run (a one-day 2° twin), and the files are still written."""
+    out = tmp_path / "archive"
+    assert main(["synth", "--out", str(out), "--start", "2011-07-01", "--days", "1", "--res", "2",
+                 "--spinup-days", "0"]) == 0
+    printed = capsys.readouterr().out
+    assert "synth: note: synth.tb_layout jaxa_l3 names its files as AMSR2's" in printed
+    assert len(list((out / "amsr").rglob("GW1AM2_*.h5"))) == 4

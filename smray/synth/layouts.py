@@ -61,6 +61,27 @@ L2A_PIXELS = 73
 L2A_SCAN_S = 3.0
 
 
+#: the last day of AMSR-E data (Aqua's antenna stopped 2011-10-04) and the first of AMSR2's L3 archive
+AMSRE_LAST = dt.date(2011, 10, 4)
+AMSR2_FIRST = dt.date(2012, 7, 3)
+#: the layouts whose file names are AMSR2's (JAXA ``GW1AM2_…``); all the others are AMSR-E products
+AMSR2_NAMED = ("jaxa_l3",)
+
+
+def era_note(layout: str, first: dt.date, last: dt.date) -> str | None:
+    """One line when ``layout`` names files after a sensor that did not fly on days in
+    ``first``..``last`` (JAXA's AMSR2 names before AMSR2's first day, NSIDC's AMSR-E names after
+    AMSR-E's last), else None. The twin writes them anyway: the line says which layout fits."""
+    if layout in AMSR2_NAMED and first < AMSR2_FIRST:
+        return (f"synth.tb_layout {layout} names its files as AMSR2's (GW1AM2_...), but {first} is before "
+                f"AMSR2's first day ({AMSR2_FIRST}); nsidc_0302, nsidc_0301, nsidc_ae_land3 or nsidc_ae_l2a "
+                f"write the AMSR-E archive's own names")
+    if layout not in AMSR2_NAMED and last > AMSRE_LAST:
+        return (f"synth.tb_layout {layout} names its files as AMSR-E's, but {last} is after AMSR-E's last "
+                f"day ({AMSRE_LAST}); jaxa_l3 writes AMSR2's names")
+    return None
+
+
 def check_layout(layout: str) -> str:
     if layout not in LAYOUTS:
         raise SmrayError(f"synth.tb_layout: {layout!r} is not one of {', '.join(LAYOUTS)}")

@@ -286,6 +286,9 @@ def generate_twin(cfg: Config, out: str, progress: Callable[[str], None] = print
     dates = [syn.start + dt.timedelta(days=i) for i in range(syn.days)]
     progress(f"synth: {len(dates)} days {dates[0]}..{dates[-1]} on a {grid.nlat}x{grid.nlon} grid at "
              f"{grid.res} deg (seed {syn.seed}, spin-up {syn.spinup_days} d) -> {out}")
+    note = layouts.era_note(syn.tb_layout, dates[0], dates[-1])
+    if note:
+        progress(f"synth: note: {note}")
 
     _warm_caches(grid)
     stepper = rs.start_actor(_Stepper, grid, syn.seed, syn.start, syn.days, syn.spinup_days, out, storage)
