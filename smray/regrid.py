@@ -28,7 +28,8 @@ import numpy as np
 from smray.errors import SmrayError
 from smray.grid import Grid
 
-__all__ = ["bilinear_to_grid", "bilinear", "reduced_gaussian_to_grid", "block_mean"]
+__all__ = ["bilinear_to_grid", "bilinear", "reduced_gaussian_to_grid", "block_mean", "covered",
+           "lon_is_periodic"]
 
 _EPS = 1e-9
 
@@ -81,7 +82,7 @@ def _lon_weights(src_lon: np.ndarray, dst_lon: np.ndarray, *, periodic: bool | N
     n = xs.size
     g = int(np.argmax(gaps))
     if periodic is None:
-        periodic = bool(gaps[g] <= 1.5 * np.median(gaps) + _EPS)
+        periodic = _spans_globe(gaps)
     if periodic:
         xe = np.append(xs, xs[0] + 360.0)
         t = xs[0] + np.mod(dst - xs[0], 360.0)
@@ -99,6 +100,27 @@ def _lon_weights(src_lon: np.ndarray, dst_lon: np.ndarray, *, periodic: bool | N
     k = np.clip(np.searchsorted(xs, t, side="right") - 1, 0, n - 2)
     w1 = (t - xs[k]) / (xs[k + 1] - xs[k])
     return _AxisWeights(order[k], order[k + 1], 1.0 - w1, w1, inside)
+
+
+def _spans_globe(gaps: np.ndarray) -> bool:
+    """Periodic rule on the gaps between sorted longitudes (the last one wrapping round 360°): no
+    gap above 1.5 × the median. An area retrieval leaves one large gap and is regional."""
+    return bool(gaps.max() <= 1.5 * np.median(gaps) + _EPS)
+
+
+def lon_is_periodic(src_lon: np.ndarray) -> bool:
+    """Whether :func:`bilinear` wraps ``src_lon`` round the globe (see :func:`_lon_weights`)."""
+    x = np.sort(np.mod(np.asarray(src_lon, dtype=np.float64).ravel(), 360.0))
+    if x.size < 2:
+        raise SmrayError(f"regrid: source longitude must have at least 2 points, got {x.size}")
+    return _spans_globe(np.diff(np.append(x, x[0] + 360.0)))
+
+
+def covered(src_lat: np.ndarray, src_lon: np.ndarray, grid: Grid) -> np.ndarray:
+    """Bool (grid.nlat, grid.nlon): the cells of ``grid`` inside a regular source's latitude and
+    longitude span by the edge rules of the module docstring; :func:`bilinear_to_grid` gives NaN on
+    every other cell whatever the values."""
+    return _lat_weights(src_lat, grid.lat).inside[:, None] & _lon_weights(src_lon, grid.lon).inside[None, :]
 
 
 def _combine_rows(num: np.ndarray, den: np.ndarray, lw: _AxisWeights) -> np.ndarray:

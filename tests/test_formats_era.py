@@ -500,3 +500,57 @@ def test_static_2d_lsm_and_instantaneous_grib(real_data, tmp_path):
     assert inst.sizes["time"] == 4 and (inst["n_analyses"].values == 1).all()
     np.testing.assert_array_equal(inst["time"].values.astype("datetime64[h]"),
                                   np.arange("2000-01-01T00", "2000-01-02T00", 6, dtype="datetime64[h]"))
+
+
+# ---------------------------------------------------------------------------------------------
+# area retrievals (MARS/CDS area=N/W/S/E): a smaller regular grid, regional in longitude
+# ---------------------------------------------------------------------------------------------
+AREA_LAT = np.arange(63.0, 29.0, -3.0)  # 63 → 30, north first
+AREA_LON = np.arange(-15.0, 34.0, 3.0)  # −15 → 33
+
+
+def write_area_file(path, *, lon=AREA_LON) -> np.ndarray:
+    """swvl1 linear in (lat, lon) over the area, two analyses of one day, all land."""
+    field = 0.1 + 0.002 * (AREA_LAT[:, None] - 30) + 0.001 * (lon[None, :] + 15)
+    times = np.array(["2011-07-01T00", "2011-07-01T12"], dtype="datetime64[s]")
+    path.write_bytes(write_era_netcdf(np.stack([field, field]), times, AREA_LAT, lon,
+                                      lsm=np.ones(field.shape)))
+    return field
+
+
+def test_area_retrieval_is_regional_and_nan_outside(tmp_path):
+    from smray.regrid import lon_is_periodic
+
+    path = tmp_path / "ERA5_area_20110701.nc"
+    write_area_file(path)
+    assert not lon_is_periodic(AREA_LON) and lon_is_periodic(np.arange(0.0, 360.0, 3.0))
+    nat = read_era_native(path)
+    np.testing.assert_array_equal(nat["longitude"].values, AREA_LON)
+    # a cube bigger than the area: values inside it (bilinear, exact for a linear field), NaN outside
+    g = Grid(1.0).subset((-30, 20, 60, 70))
+    ds = read_era(path, grid=g)
+    assert "regional" in ds.attrs["regrid_method"]
+    v = ds["swvl1"].values[0]
+    in_lat = (g.lat >= 30) & (g.lat <= 63)
+    in_lon = (g.lon >= -15) & (g.lon <= 33)
+    expect = 0.1 + 0.002 * (g.lat[:, None] - 30) + 0.001 * (g.lon[None, :] + 15)
+    inside = in_lat[:, None] & in_lon[None, :]
+    np.testing.assert_allclose(v[inside], expect[inside], atol=1e-5)  # packing steps
+    beyond = ((g.lat < 28.5) | (g.lat > 64.5))[:, None] | ((g.lon < -16.5) | (g.lon > 34.5))[None, :]
+    assert beyond.sum() > 1000 and np.isnan(v[beyond]).all()  # no wrap-around from the far side
+    # onto a global 3° grid: finite on exactly the cells within half a spacing (1.5°) of the area
+    whole = read_era(path, grid=Grid(3.0))
+    assert np.isfinite(whole["swvl1"].values).sum() == ((np.abs(Grid(3.0).lat - 46.5) <= 18)[:, None]
+                                                       & (np.abs(Grid(3.0).lon - 9) <= 25.5)[None, :]).sum()
+
+
+def test_area_retrieval_outside_the_grid_raises_naming_the_file(tmp_path):
+    path = tmp_path / "ERA5_area_20110701.nc"
+    write_area_file(path)
+    with pytest.raises(SmrayError) as err:
+        read_era(path, grid=Grid(1.0).subset((100, 0, 120, 20)))
+    assert_one_line_naming(err, path.name)
+    assert "covers no cell of the grid" in str(err.value)
+    with pytest.raises(SmrayError) as err:  # bytes: named by the caller (ingest puts the file name in)
+        read_era(path.read_bytes(), grid=Grid(1.0).subset((100, 0, 120, 20)))
+    assert_one_line_naming(err, "<bytes>")

@@ -130,3 +130,42 @@ def test_degrade_to_era_grid_and_land_only_means(static) -> None:
     assert np.nanmax(out) == pytest.approx(0.3, abs=1e-5)
     lsm = render.era_land_sea_mask(1.0)
     assert lsm.shape == (lat_e.size, lon_e.size) and 0 <= lsm.min() and lsm.max() <= 1
+
+
+def test_era_area_covers_a_box_and_keeps_the_global_values_inside(static) -> None:
+    """A regional grid's ERA area: the 3× lattice covering the box plus one point a side; points the
+    global point grid held for that window have exactly its values, the others repeat the nearest."""
+    g = G.subset((-10, 35, 30, 60))
+    area = render.era_area(g)
+    np.testing.assert_array_equal(area.lat, np.arange(63, 29, -3))
+    np.testing.assert_array_equal(area.lon, np.arange(-15, 34, 3))
+    lat_e, lon_e = render.era_grid(1.0)
+    np.testing.assert_array_equal(lat_e[area.rows], area.lat)
+    np.testing.assert_array_equal(lon_e[area.cols], area.lon % 360)
+    land = (static.land + static.lake)[g.window]
+    rng = np.random.default_rng(0)
+    field = (0.2 + 0.05 * rng.standard_normal((2, *g.shape))).astype(np.float32)
+    old = render.degrade_to_era(field, land, g)[..., area.rows, :][..., area.cols]  # global point grid
+    new = render.degrade_to_era(field, land, g, area)
+    held = np.isfinite(old).all(axis=0)
+    assert held.sum() > 60
+    np.testing.assert_array_equal(new[:, held], old[:, held])
+    inside_r = area.src_rows == np.arange(area.lat.size)
+    inside_c = area.src_cols == np.arange(area.lon.size)
+    assert inside_r.sum() == 9 and inside_c.sum() == 13  # 36..60 and −9..27
+    assert not held[~inside_r].any() and not held[:, ~inside_c].any()
+    np.testing.assert_array_equal(new[:, 0], new[:, 1])  # the margin row repeats the nearest held row
+    np.testing.assert_array_equal(new[:, :, -1], new[:, :, -3])  # 33 (and 30) repeat 27
+    lsm = render.era_land_sea_mask(1.0)[np.ix_(area.rows, area.cols)]
+    filled = render.fill_land_gaps(new, lsm)
+    assert np.isfinite(filled[:, lsm >= 0.5]).all()
+    np.testing.assert_array_equal(filled[np.isfinite(new)], new[np.isfinite(new)])
+
+
+def test_era_area_at_the_antimeridian_and_the_pole() -> None:
+    g = G.subset((-180, 80, -170, 90))
+    area = render.era_area(g)
+    assert area.lat[0] == 90 and area.lat[-1] == 75  # clipped at the pole
+    np.testing.assert_array_equal(area.lon, np.arange(177, 196, 3))  # −183..−165 as 177..195, increasing
+    whole = render.era_area(G.subset((-180, -30, 180, 30)))  # all longitudes: the global columns
+    np.testing.assert_array_equal(whole.lon, np.arange(0, 360, 3))

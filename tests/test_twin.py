@@ -170,22 +170,155 @@ def test_deterministic_for_a_seed(twin: Path, tmp_path: Path) -> None:
             np.testing.assert_array_equal(a, b)
 
 
-def test_bbox_keeps_global_shape_and_fills_outside(tmp_path: Path, ray_local) -> None:
-    out = tmp_path / "box"
+BOX = (-10, 35, 30, 60)
+#: Regional ingest against the previous writer's file (global, missing outside the box), measured
+#: with that writer on this box and on −9,36,21,57 (1° twins, seed 7, 2 days each): cube cells away
+#: from the box edge identical bit for bit; of the 136 / 126 cells whose bilinear neighbours include
+#: an ERA point the old file held no value at (one ERA spacing along the edge), 30 / 27 change, by up
+#: to 0.047 / 0.074 m³/m³, and 3 / 18 gain a value: the area file holds land values at those points.
+EDGE_TOL = 0.1
+
+
+def _era_digest(path: Path) -> str:
+    """Every dimension, attribute (the version in ``history`` normalised), variable and raw packed value."""
+    import hashlib
+
+    from smray import __version__
+
+    h = hashlib.sha256()
+    with netCDF4.Dataset(path) as nc:
+        nc.set_auto_maskandscale(False)
+        h.update(nc.data_model.encode())
+        for name, dim in nc.dimensions.items():
+            h.update(f"{name}={len(dim)},{dim.isunlimited()};".encode())
+        for a in nc.ncattrs():
+            h.update(f"{a}={nc.getncattr(a)!r};".replace(__version__, "VERSION").encode())
+        for name, v in nc.variables.items():
+            h.update(f"{name}{v.dimensions}{v.dtype.str};".encode())
+            for a in v.ncattrs():
+                h.update(f"{a}={v.getncattr(a)!r};".encode())
+            h.update(np.ascontiguousarray(v[:]).tobytes())
+    return h.hexdigest()
+
+
+def test_global_reference_file_is_unchanged(twin: Path) -> None:
+    """The global twin's ERA file, digest taken from the writer before regional twins wrote area
+    retrievals (same twin: 1°, 4 days from 2011-07-01, seed 7, spin-up 20)."""
+    got = _era_digest(twin / "era_interim/2011/ERA-Interim_swvl1_201107.nc")
+    assert got == "a27b44eca4e760889757e2448a78b42f68cdceee7768a8bf286002718f73bd84"
+
+
+@pytest.fixture(scope="module")
+def box(tmp_path_factory, ray_local) -> Path:
+    out = tmp_path_factory.mktemp("box") / "archive"
     assert main(["synth", "--out", str(out), "--start", "2011-07-01", "--days", "1", "--res", "1",
-                 "--bbox", "-10,35,30,60", "--spinup-days", "5"]) == 0
-    with h5py.File(_amsr(out, START, "A", "06"), "r") as f:
+                 "--bbox", ",".join(map(str, BOX)), "--spinup-days", "5"]) == 0
+    return out
+
+
+def test_bbox_keeps_global_tb_shape_and_writes_an_era_area(box: Path, twin: Path) -> None:
+    with h5py.File(_amsr(box, START, "A", "06"), "r") as f:
         raw = f["Brightness Temperature (H)"][:]
     assert raw.shape == (180, 360)
     tb = np.roll(np.where(raw >= 65534, np.nan, raw * 0.01), 180, axis=1)
-    g = Grid(1.0).subset((-10, 35, 30, 60))
+    g = Grid(1.0).subset(BOX)
     inside = np.zeros(raw.shape, bool)
     inside[g.window] = True
     assert np.isnan(tb[~inside]).all()
     assert np.isfinite(tb[inside]).mean() > 0.5
-    with netCDF4.Dataset(out / "era_interim/2011/ERA-Interim_swvl1_201107.nc") as nc:
-        sw = nc["swvl1"][:]
-        assert np.ma.getmaskarray(sw).any() and (~np.ma.getmaskarray(sw)).any()
+    # ERA: an area retrieval on the 3° lattice, covering the box plus one point on every side
+    with netCDF4.Dataset(box / "era_interim/2011/ERA-Interim_swvl1_201107.nc") as nc, \
+            netCDF4.Dataset(twin / "era_interim/2011/ERA-Interim_swvl1_201107.nc") as glob:
+        assert nc.data_model == "NETCDF3_64BIT_OFFSET" and nc.dimensions["time"].isunlimited()
+        lat, lon = nc["latitude"][:], nc["longitude"][:]
+        np.testing.assert_array_equal(lat, np.arange(63, 29, -3))  # 33 ≤ 35 and 60 ≥ 60, then ±3
+        np.testing.assert_array_equal(lon, np.arange(-15, 34, 3))  # −12 ≤ −10 and 30 ≥ 30, then ±3
+        assert list(nc.variables) == list(glob.variables) == ["longitude", "latitude", "time", "swvl1", "stl1", "lsm"]
+        for name in ("swvl1", "stl1", "lsm"):
+            v, w = nc[name], glob[name]
+            assert v.dtype == w.dtype == np.int16 and v.dimensions == w.dimensions
+            assert v.ncattrs() == w.ncattrs() and v._FillValue == v.missing_value == -32767
+        assert nc.ncattrs() == glob.ncattrs()
+        lsm = nc["lsm"][0]
+        rows, cols = ((90 - lat) / 3).astype(int), (lon % 360 / 3).astype(int)
+        np.testing.assert_allclose(lsm, glob["lsm"][0][np.ix_(rows, cols)], atol=2e-5)  # packing steps
+        land = lsm >= 0.5
+        assert land.sum() > 50 and (~land).sum() > 10
+        sw, st = nc["swvl1"][:], nc["stl1"][:]
+        assert not np.ma.getmaskarray(sw).any()  # values everywhere, no fill (sea holds ~0 like ERA)
+        assert not np.ma.getmaskarray(st)[:, land].any()
+        assert 0.05 <= float(sw[:, land].min()) and float(sw[:, land].max()) <= 0.47
+        assert float(np.abs(sw[:, ~land]).max()) < 0.01
+    # the reader takes it as regional: values over the box's land, NaN away from the area
+    from smray.formats.era import read_era
+
+    path = box / "era_interim/2011/ERA-Interim_swvl1_201107.nc"
+    ds = read_era(str(path), grid=g)
+    assert "regional" in ds.attrs["regrid_method"]
+    land_cells = surface_fractions(g)["land"] >= 0.9
+    assert np.isfinite(ds["swvl1"].values[0][land_cells]).mean() > 0.95  # NaN: all 4 ERA points sea
+    whole = read_era(str(path), grid=Grid(1.0))["swvl1"].values[0]
+    far = np.ones(whole.shape, bool)
+    far[(Grid(1.0).lat >= 28.5) & (Grid(1.0).lat <= 64.5)] = False  # within half a spacing of the area
+    assert np.isnan(whole[far]).all()
+    assert np.isnan(whole[:, (Grid(1.0).lon < -16.5) | (Grid(1.0).lon > 34.5)]).all()
+    np.testing.assert_array_equal(whole[g.window], ds["swvl1"].values[0])
+
+
+def _ingest(archive: Path, ref: Path, out: Path, bbox: tuple) -> int:
+    cfg = out.parent / f"{out.stem}.yaml"
+    cfg.write_text(f"grid:\n  res: 1\n  bbox: [{', '.join(map(str, bbox))}]\n")
+    return main(["ingest", "--tb", str(archive / "amsr"), "--ref", str(ref), "--start", START.isoformat(),
+                 "--end", START.isoformat(), "--out", str(out), "--config", str(cfg)])
+
+
+def test_regional_ingest_equals_the_previous_global_file(box: Path, tmp_path: Path) -> None:
+    """The cube's reference over the box against the previous writer's file: the same values at the
+    points it held (inside the box's rows, between its outer cell centres), missing elsewhere."""
+    from smray import cube
+    from smray.formats.era import read_era_native, regrid_era
+
+    out = tmp_path / "cube.zarr"
+    assert _ingest(box, box / "era_interim", out, BOX) == 0
+    got = cube.read_day(str(out), None, START)["swvl1"]
+    g = Grid(1.0).subset(BOX)
+    nat = read_era_native(str(box / "era_interim/2011/ERA-Interim_swvl1_201107.nc"))
+    lat, lon = nat["latitude"].values, nat["longitude"].values
+    held_r = (lat >= BOX[1]) & (lat <= BOX[3])
+    held_c = (lon >= g.lon[0]) & (lon <= g.lon[-1])
+    old = nat.copy(deep=True)
+    old["swvl1"].values[:, ~held_r, :] = np.nan
+    old["swvl1"].values[:, :, ~held_c] = np.nan
+    before = regrid_era(old.drop_vars("lsm"), g)["swvl1"].values[0]
+    np.testing.assert_array_equal(got, regrid_era(nat.drop_vars("lsm"), g)["swvl1"].values[0])
+    edge = ((g.lat < lat[held_r].min()) | (g.lat > lat[held_r].max()))[:, None] | (
+        (g.lon < lon[held_c].min()) | (g.lon > lon[held_c].max()))[None, :]
+    assert 0 < edge.sum() < 0.2 * edge.size
+    np.testing.assert_array_equal(got[~edge], before[~edge])  # away from the edge: bit for bit
+    both = edge & np.isfinite(before)
+    assert np.isfinite(got[both]).all() and np.abs(got[both] - before[both]).max() <= EDGE_TOL
+    assert np.isfinite(got).sum() >= np.isfinite(before).sum()
+
+
+def test_reference_area_outside_the_cube_skips_the_day(box: Path, tmp_path: Path) -> None:
+    """A regional ERA file whose area holds no cell of the cube: the day is skipped and recorded,
+    its reason one line naming the file (as for a day no reference file covers)."""
+    from smray import cube
+    from smray.formats.era import write_era_netcdf
+
+    src = box / "era_interim/2011/ERA-Interim_swvl1_201107.nc"
+    with netCDF4.Dataset(src) as nc:
+        times = netCDF4.num2date(nc["time"][:], nc["time"].units, only_use_cftime_datetimes=False)
+        data = write_era_netcdf(nc["swvl1"][:], np.array(times, dtype="datetime64[s]"), nc["latitude"][:],
+                                nc["longitude"][:] + 90.0, lsm=nc["lsm"][0], stl1=nc["stl1"][:])
+    ref = tmp_path / "ref/era_interim/2011"
+    ref.mkdir(parents=True)
+    (ref / src.name).write_bytes(data)
+    out = tmp_path / "cube.zarr"
+    assert _ingest(box, tmp_path / "ref", out, BOX) == 0
+    rec = cube.day_records(str(out))[START]
+    assert rec["status"] == "skipped"
+    assert src.name in rec["reason"] and "covers no cell of the grid" in rec["reason"] and "\n" not in rec["reason"]
 
 
 @pytest.mark.slow

@@ -3,6 +3,7 @@
 Reading (:func:`read_era`) accepts every layout ECMWF has served swvl1 in:
 
 * GRIB1/GRIB2 on a regular lat/lon or regular Gaussian grid (MARS, CDS ``format: grib``), via cfgrib;
+  global, or an area retrieval (``area=N/W/S/E``: a smaller regular grid, NaN outside it once regridded);
 * GRIB on the native reduced Gaussian grid (ERA-Interim N128, 88 838 points), via cfgrib;
 * netCDF3 from ECMWF's legacy ``grib_to_netcdf`` (ERA-Interim web API, CDS before 2024): swvl1 int16
   packed with a per-file ``scale_factor``/``add_offset``, ``time`` in hours since 1900;
@@ -37,7 +38,7 @@ import xarray as xr
 
 from smray.errors import SmrayError, first_line
 from smray.grid import Grid
-from smray.regrid import bilinear_to_grid, reduced_gaussian_to_grid
+from smray.regrid import bilinear_to_grid, covered, lon_is_periodic, reduced_gaussian_to_grid
 from smray.storage import filesystem, local_path, read_bytes
 
 __all__ = ["write_era_netcdf", "read_era", "read_era_native", "regrid_era", "pack_int16",
@@ -107,8 +108,9 @@ def write_era_netcdf(swvl1: np.ndarray, times: np.ndarray, lat: np.ndarray, lon:
     ----------
     swvl1 : float array (ntime, nlat, nlon), m³/m³; NaN is written as the fill value.
     times : datetime64 (ntime,), whole hours (stored as int32 hours since 1900-01-01).
-    lat : (nlat,) degrees north, ERA order 90 → −90 (pole points included).
-    lon : (nlon,) degrees east, ERA order 0 → 360−Δ.
+    lat : (nlat,) degrees north, ERA order 90 → −90 (pole points included), or north first over an
+        area retrieval's rows.
+    lon : (nlon,) degrees east, ERA order 0 → 360−Δ, or increasing over an area retrieval's columns.
     lsm : optional land–sea mask (0–1), (nlat, nlon) or (ntime, nlat, nlon); written per time step
         like grib_to_netcdf does.
     stl1 : optional soil temperature level 1 (0–7 cm), K, (ntime, nlat, nlon) like ``swvl1``;
@@ -326,7 +328,7 @@ def read_era(source: str | os.PathLike | bytes, *, grid: Grid | None = None, dai
     (lat, lon) when present, and attrs ``source``, ``product`` (ERA-Interim / ERA5 / unknown: a guess
     for netCDF), ``source_format``, ``native_grid``, ``regrid_method``, ``ocean_masked``.
     Raises :class:`SmrayError` (one line, naming the file) for truncated/corrupt files, a missing
-    variable or an unexpected grid.
+    variable, an unexpected grid, or an area retrieval whose area holds no cell of ``grid``.
     """
     return regrid_era(read_era_native(source, daily=daily, variable=variable), grid or Grid(0.25))
 
@@ -690,13 +692,25 @@ def _var_attrs(variable: str) -> dict[str, str]:
 def regrid_era(native: xr.Dataset, grid: Grid) -> xr.Dataset:
     """Regrid a :func:`read_era_native` dataset to ``grid`` (cell centres, lat north-first, lon −180..180).
 
-    Regular sources: bilinear in (lat, lon) with longitude wrap-around (:func:`smray.regrid.bilinear_to_grid`).
+    Regular sources: bilinear in (lat, lon) (:func:`smray.regrid.bilinear_to_grid`), with longitude
+    wrap-around for a global file; an area retrieval (MARS/CDS ``area``, a smaller regular grid) is
+    regional: cells beyond its points (by more than half a spacing) are NaN, and a grid with no cell
+    inside the area raises :class:`SmrayError` naming the file.
     Reduced Gaussian: linear along each Gaussian row, then linear between rows
     (:func:`smray.regrid.reduced_gaussian_to_grid`). In both, only valid (land, non-NaN) neighbours
     carry weight, renormalised; NaN where none is valid. ``lsm`` is interpolated the same way.
     """
     var = next(v for v in native.data_vars if "time" in native[v].dims)
     reduced = "values" in native[var].dims
+    periodic = True
+    if not reduced:  # an area retrieval (MARS/CDS area=N/W/S/E): regional, NaN outside its area
+        lat, lon = native["latitude"].values, native["longitude"].values
+        periodic = lon_is_periodic(lon)
+        if not covered(lat, lon, grid).any():
+            w, s, e, n = grid.bounds
+            raise SmrayError(f"{native.attrs.get('source', '<bytes>')}: the file's area (latitude "
+                             f"{lat.min():g}..{lat.max():g}, longitude {lon.min():g}..{lon.max():g}) covers no "
+                             f"cell of the grid (W,S,E,N {w:g},{s:g},{e:g},{n:g})")
 
     def regrid(values: np.ndarray) -> np.ndarray:
         if reduced:
@@ -711,7 +725,8 @@ def regrid_era(native: xr.Dataset, grid: Grid) -> xr.Dataset:
     ds = xr.Dataset(data, coords=coords, attrs=dict(native.attrs))
     ds["lat"].attrs.update(units="degrees_north", long_name="latitude of cell centre")
     ds["lon"].attrs.update(units="degrees_east", long_name="longitude of cell centre")
-    ds.attrs["regrid_method"] = ("linear along Gaussian rows then between rows, land-renormalised"
-                                 if reduced else "bilinear, land-renormalised, periodic in longitude")
+    ds.attrs["regrid_method"] = ("linear along Gaussian rows then between rows, land-renormalised" if reduced
+                                 else "bilinear, land-renormalised, "
+                                 + ("periodic in longitude" if periodic else "regional (NaN outside the file's area)"))
     ds.attrs["grid_res_deg"] = grid.res
     return ds

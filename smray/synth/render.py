@@ -8,10 +8,12 @@ wires them into tasks and writes the files.
 from __future__ import annotations
 
 import datetime as dt
+import math
+from typing import NamedTuple
 
 import numpy as np
 from scipy.interpolate import RegularGridInterpolator
-from scipy.ndimage import uniform_filter
+from scipy.ndimage import distance_transform_edt, uniform_filter
 
 from smray.grid import Grid, surface_fractions
 from smray.synth import orbit, physics, sensor
@@ -118,11 +120,18 @@ def era_grid(res: float) -> tuple[np.ndarray, np.ndarray]:
     return 90.0 - step * np.arange(nlat), step * np.arange(nlon)
 
 
-def degrade_to_era(fine: np.ndarray, land: np.ndarray, grid: Grid) -> np.ndarray:
+def degrade_to_era(fine: np.ndarray, land: np.ndarray, grid: Grid, area: EraArea | None = None) -> np.ndarray:
     """Reference fields (…, nlat, nlon) on ``grid`` → the global ERA point grid: 3×3 block-mean
     resolution over land (ocean cells excluded), bilinear to the ERA points; NaN where the window
-    has no land or lies outside a regional grid. Returns float32 (…, nlat_era, nlon_era)."""
+    has no land or lies outside a regional grid. Returns float32 (…, nlat_era, nlon_era).
+
+    With ``area`` (:func:`era_area`) → the area's points instead, (…, area.lat.size, area.lon.size):
+    points inside the grid get the same values as on the global point grid, and every row/column
+    outside it repeats the nearest row/column inside (``area.src_rows``/``src_cols``); when no row
+    (column) lies inside, points are sampled at the nearest cell centre."""
     lat_e, lon_e = era_grid(grid.res)
+    if area is not None:
+        lat_e, lon_e = lat_e[area.rows], lon_e[area.cols]
     is_land = (land >= 0.5).astype(np.float64)
     lead = fine.shape[:-2]
     flat = fine.reshape(-1, *grid.shape).astype(np.float64)
@@ -134,10 +143,18 @@ def degrade_to_era(fine: np.ndarray, land: np.ndarray, grid: Grid) -> np.ndarray
     if grid.is_periodic:
         glon = np.concatenate([glon[-1:] - 360.0, glon, glon[:1] + 360.0])
     lon_q = ((lon_e + 180.0) % 360.0) - 180.0
+    if area is not None and not grid.is_periodic:  # beyond the cell centres: the nearer end centre
+        beyond = (lon_q < glon[0]) | (lon_q > glon[-1])
+        to_first = np.abs((lon_q - glon[0] + 180.0) % 360.0 - 180.0)
+        to_last = np.abs((lon_q - glon[-1] + 180.0) % 360.0 - 180.0)
+        lon_q = np.where(beyond, np.where(to_first <= to_last, glon[0], glon[-1]), lon_q)
     lat_q = np.clip(lat_e, glat[0], glat[-1])
     qlat, qlon = np.meshgrid(lat_q, lon_q, indexing="ij")
-    inside = (qlon >= glon[0]) & (qlon <= glon[-1]) & (lat_e[:, None] >= grid.bounds[1]) & (
-        lat_e[:, None] <= grid.bounds[3])
+    if area is None:
+        inside = (qlon >= glon[0]) & (qlon <= glon[-1]) & (lat_e[:, None] >= grid.bounds[1]) & (
+            lat_e[:, None] <= grid.bounds[3])
+    else:
+        inside = np.ones(qlat.shape, bool)
     pts = np.stack([qlat[inside], qlon[inside]], axis=-1)
 
     def sample(field: np.ndarray) -> np.ndarray:
@@ -155,7 +172,10 @@ def degrade_to_era(fine: np.ndarray, land: np.ndarray, grid: Grid) -> np.ndarray
         num = uniform_filter(np.where(is_land > 0, f, 0.0), size=3, mode=mode)
         val = sample(num) / np.where(w_e > 1e-6, w_e, np.nan)
         out[i] = val
-    return out.reshape(*lead, lat_e.size, lon_e.size)
+    out = out.reshape(*lead, lat_e.size, lon_e.size)
+    if area is not None:
+        out = out[..., area.src_rows, :][..., area.src_cols]
+    return out
 
 
 def era_land_sea_mask(res: float) -> np.ndarray:
@@ -168,16 +188,85 @@ def era_land_sea_mask(res: float) -> np.ndarray:
     return np.clip(np.nan_to_num(lsm, nan=0.0), 0.0, 1.0).astype(np.float32)
 
 
-def era_analyses_for_file(analyses_era: np.ndarray, lsm: np.ndarray, in_window: np.ndarray) -> np.ndarray:
-    """Apply ERA's conventions: sea points hold ~0 (not a fill), land points with no value in a
-    regional window and everything outside it are missing (NaN → the file's fill value)."""
-    out = np.where(lsm[None] >= 0.5, analyses_era, ERA_SEA_VALUE)
-    return np.where(in_window[None], out, np.nan).astype(np.float32)
+def era_analyses_for_file(analyses_era: np.ndarray, lsm: np.ndarray) -> np.ndarray:
+    """Apply ERA's conventions: sea points hold ~0 (not a fill); land points with no value stay
+    missing (NaN → the file's fill value)."""
+    return np.where(lsm[None] >= 0.5, analyses_era, ERA_SEA_VALUE).astype(np.float32)
 
 
-def era_window_mask(grid: Grid) -> np.ndarray:
-    """Bool (nlat_era, nlon_era): ERA points inside the grid window."""
-    lat_e, lon_e = era_grid(grid.res)
+class EraArea(NamedTuple):
+    """An area retrieval (MARS/CDS ``area=N/W/S/E``) of the twin's ERA point grid for a regional grid:
+    the points of the global ERA lattice covering the grid's bounds plus :data:`ERA_AREA_MARGIN`
+    points on every side (clipped at the poles; all longitudes when the cover spans 360°).
+
+    ``lat`` (north first) and ``lon`` (increasing; the grid's −180..180 convention, +360 when the
+    cover starts west of −180°) are the file's axes; ``rows``/``cols`` index them in
+    :func:`era_grid`'s global arrays; ``src_rows``/``src_cols`` index, per area row/column, the area
+    row/column whose values it takes: itself inside the grid (rows within its bounds, columns within
+    its outer cell centres, the points the global file holds), else the nearest one inside."""
+
+    lat: np.ndarray
+    lon: np.ndarray
+    rows: np.ndarray
+    cols: np.ndarray
+    src_rows: np.ndarray
+    src_cols: np.ndarray
+
+
+#: ERA points added on every side of the points covering a regional grid, so bilinear regridding
+#: onto each cell of the grid has neighbours all round.
+ERA_AREA_MARGIN = 1
+
+
+def era_area(grid: Grid) -> EraArea:
+    """The ERA area retrieval that covers ``grid`` (see :class:`EraArea`)."""
+    lat_g, lon_g = era_grid(grid.res)
+    step = 3 * grid.res
     w, s, e, n = grid.bounds
-    lon_q = ((lon_e + 180.0) % 360.0) - 180.0
-    return (lat_e[:, None] >= s) & (lat_e[:, None] <= n) & (lon_q[None, :] >= w) & (lon_q[None, :] <= e)
+    top = round(90 / step)  # row of latitude 0
+    k_s = math.floor(s / step + 1e-9) - ERA_AREA_MARGIN
+    k_n = math.ceil(n / step - 1e-9) + ERA_AREA_MARGIN
+    rows = np.arange(max(0, top - k_n), min(lat_g.size - 1, top - k_s) + 1)
+    k_w = math.floor(w / step + 1e-9) - ERA_AREA_MARGIN
+    k_e = math.ceil(e / step - 1e-9) + ERA_AREA_MARGIN
+    lon_in = np.ones(lon_g.size, bool)
+    if not grid.is_periodic:
+        lon_q = ((lon_g + 180.0) % 360.0) - 180.0
+        lon_in = (lon_q >= grid.lon[0]) & (lon_q <= grid.lon[-1])
+    circle = grid.is_periodic or k_e - k_w + 1 >= lon_g.size
+    if circle:
+        cols, lon = np.arange(lon_g.size), lon_g.copy()
+    else:
+        ks = np.arange(k_w, k_e + 1)
+        cols = ks % lon_g.size
+        lon = ks * step + (360.0 if ks[0] * step < -180.0 else 0.0)
+    lat_in = (lat_g >= s) & (lat_g <= n)
+    return EraArea(lat_g[rows], lon, rows, cols, _nearest_inside(lat_in[rows], circular=False),
+                   _nearest_inside(lon_in[cols], circular=circle))
+
+
+def _nearest_inside(inside: np.ndarray, circular: bool) -> np.ndarray:
+    """Per position, the nearest position (index distance, wrapping when ``circular``) where
+    ``inside`` holds; every position itself when none does."""
+    idx = np.arange(inside.size)
+    good = np.nonzero(inside)[0]
+    if good.size == 0:
+        return idx
+    d = np.abs(idx[:, None] - good[None, :])
+    if circular:
+        d = np.minimum(d, inside.size - d)
+    return good[np.argmin(d, axis=1)]
+
+
+def fill_land_gaps(fields: np.ndarray, lsm: np.ndarray) -> np.ndarray:
+    """Land points (``lsm`` ≥ 0.5) of (…, nlat, nlon) ``fields`` with no value in some field take
+    every field's value at the nearest point (index distance) that has them all, as an area
+    retrieval holds values over all its land. Unchanged when no point has values."""
+    ok = np.isfinite(fields).reshape(-1, *lsm.shape).all(axis=0)
+    gap = (lsm >= 0.5) & ~ok
+    if not gap.any() or not ok.any():
+        return fields
+    near = distance_transform_edt(~ok, return_distances=False, return_indices=True)
+    out = fields.copy()
+    out[..., gap] = fields[..., near[0][gap], near[1][gap]]
+    return out

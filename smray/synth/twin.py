@@ -7,7 +7,8 @@ Layout under the archive root (the real products' layouts, formats.md):
   ``amsr/YYYY/DDD/`` (``nsidc_0302`` / ``nsidc_0301``), or AE_Land3 HDF4 with the ocean filled
   under ``amsr/YYYY.MM.DD/`` (``nsidc_ae_land3``), or AE_L2A half-orbit swath HDF4 files under
   ``amsr/YYYY.MM.DD/`` (``nsidc_ae_l2a``; :mod:`smray.synth.layouts`)
-* ``era_interim/YYYY/ERA-Interim_swvl1_YYYYMM.nc`` — monthly grib_to_netcdf netCDF, 4 analyses a day
+* ``era_interim/YYYY/ERA-Interim_swvl1_YYYYMM.nc`` — monthly grib_to_netcdf netCDF, 4 analyses a day,
+  global, or for a regional grid an area retrieval covering the region (:func:`render.era_area`)
 * ``truth/static.nc`` and ``truth/YYYY/MM/smray_twin_truth_YYYYMMDD.nc`` — the side files for scoring
 * ``twin.json`` — the manifest, written last (an archive without it is incomplete)
 
@@ -154,8 +155,11 @@ class _Stepper:
         self.model.spin_up(spinup)
         self.prev: DayState | None = self.model.next_day()  # the day before ``start``
         self.cur: DayState | None = None
+        # A global grid writes the global ERA point grid; a regional one an area retrieval around it.
+        self.area = None if grid.is_global else render.era_area(grid)
         self.lsm = render.era_land_sea_mask(grid.res)
-        self.window = render.era_window_mask(grid)
+        if self.area is not None:
+            self.lsm = self.lsm[np.ix_(self.area.rows, self.area.cols)]
         self.month: list[tuple[dt.date, np.ndarray, np.ndarray]] = []
         self.written: list[str] = []
         self.fs, self.root = filesystem(out, storage)
@@ -181,9 +185,11 @@ class _Stepper:
     def _reference(self, prev: DayState, day: DayState, nxt: DayState) -> None:
         land = self.static.land + self.static.lake
         fine = np.stack([render.analysis_fields(prev, day, nxt, self.grid, attr) for attr in ("reference", "t_soil")])
-        swvl1, stl1 = render.degrade_to_era(fine, land, self.grid)
-        stl1 = np.where(self.window[None], stl1, np.nan).astype(np.float32)
-        self.month.append((day.date, render.era_analyses_for_file(swvl1, self.lsm, self.window), stl1))
+        both = render.degrade_to_era(fine, land, self.grid, self.area)
+        if self.area is not None:
+            both = render.fill_land_gaps(both, self.lsm)
+        swvl1, stl1 = both
+        self.month.append((day.date, render.era_analyses_for_file(swvl1, self.lsm), stl1))
         tomorrow = day.date + dt.timedelta(days=1)
         if tomorrow.month != day.date.month or day.date >= self.last:
             self._write_month()
@@ -192,7 +198,7 @@ class _Stepper:
         if not self.month:
             return
         first = self.month[0][0]
-        lat_e, lon_e = render.era_grid(self.grid.res)
+        lat_e, lon_e = render.era_grid(self.grid.res) if self.area is None else self.area[:2]
         values = np.concatenate([a for _, a, _ in self.month])
         stl1 = np.concatenate([t for _, _, t in self.month])
         times = np.array([np.datetime64(d) + np.timedelta64(h, "h") for d, _, _ in self.month
