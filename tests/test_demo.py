@@ -21,7 +21,7 @@ from smray.config import load_config
 from smray.stages.chain import make_plan
 from smray.testing import TINY_CHAIN, merged, write_config
 
-pytestmark = [pytest.mark.ray, pytest.mark.s3, pytest.mark.slow]
+pytestmark = [pytest.mark.ray, pytest.mark.s3]  # in CI: the main job, end to end (~90 s)
 
 #: what makes the embedded default small; its stages, models and places stay as they are
 SMALLER = merged(TINY_CHAIN, {

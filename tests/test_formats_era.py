@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import smray  # noqa: F401  -- first: it loads PROJ before ecCodes (smray/__init__.py), or pyproj aborts later
+
 import eccodes
 import netCDF4
 import numpy as np

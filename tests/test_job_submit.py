@@ -31,7 +31,7 @@ from smray import cube as cubemod
 from smray import mapstore
 from smray.testing import ingest_twin, write_config
 
-pytestmark = [pytest.mark.ray, pytest.mark.slow]
+pytestmark = [pytest.mark.ray]  # in CI (~100 s): ray job submit on a fake autoscaling cluster
 
 REPO = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
