@@ -9,7 +9,7 @@ STAMP := $(VENV)/.smray-installed
 # left out: the whole suite takes ~16 minutes on 2 cores); `make test-all` runs everything.
 PYTEST_ARGS ?= -m "not slow"
 
-.PHONY: demo test test-all bench .venv clean-venv
+.PHONY: demo rehearsal test test-all bench .venv clean-venv
 
 .venv: $(STAMP)
 
@@ -21,6 +21,11 @@ $(STAMP): pyproject.toml requirements.lock
 
 demo: $(STAMP)
 	$(VENV)/bin/smray demo
+
+# The decade rehearsal (smray/configs/rehearsal.yaml): 2002-06-19 .. 2011-10-04 over one region, the
+# mission chain's shape, on a local Ray runtime; outputs under .smray/rehearsal
+rehearsal: $(STAMP)
+	$(VENV)/bin/smray reprocess --config smray/configs/rehearsal.yaml --root $(CURDIR)/.smray/rehearsal
 
 test: $(STAMP)
 	$(VENV)/bin/python -m pytest $(PYTEST_ARGS)

@@ -14,13 +14,14 @@ import psutil
 
 
 class PeakMemory:
-    """``with PeakMemory() as m: ...`` then ``m.peak_bytes`` (whole tree) and ``m.peak_worker_bytes``
-    (largest single process other than the driver)."""
+    """``with PeakMemory() as m: ...`` then ``m.peak_bytes`` (whole tree), ``m.peak_driver_bytes`` (the
+    root process) and ``m.peak_worker_bytes`` (largest single process other than the driver)."""
 
     def __init__(self, interval_s: float = 0.5, root_pid: int | None = None) -> None:
         self.interval_s = interval_s
         self.root = psutil.Process(root_pid or os.getpid())
         self.peak_bytes = 0
+        self.peak_driver_bytes = 0
         self.peak_worker_bytes = 0
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
@@ -42,6 +43,7 @@ class PeakMemory:
             return
         sizes = [self._mem(p) for p in procs]
         self.peak_bytes = max(self.peak_bytes, sum(sizes))
+        self.peak_driver_bytes = max(self.peak_driver_bytes, sizes[0])
         if len(sizes) > 1:
             self.peak_worker_bytes = max(self.peak_worker_bytes, max(sizes[1:]))
 

@@ -63,8 +63,14 @@ class SynthConfig:
     #: TB file layout: jaxa_l3 (JAXA L3 HDF5), nsidc_0302 (quarter-degree flat), nsidc_0301 (EASE-Grid flat),
     #: nsidc_ae_land3 (AE_Land3 HDF4, land only: ocean and lakes filled), nsidc_ae_l2a (AE_L2A half-orbit swaths)
     tb_layout: str = "jaxa_l3"
+    #: nsidc_0302 / nsidc_0301: write each file gzip-compressed with ``.gz`` added, as NSIDC delivers
+    #: them (a regional twin's global files are then mostly zeros and small)
+    gzip: bool = False
 
     def __post_init__(self) -> None:
+        if self.gzip and self.tb_layout not in ("nsidc_0302", "nsidc_0301"):
+            raise SmrayError(f"synth.gzip: only the NSIDC flat layouts (nsidc_0302, nsidc_0301) are delivered "
+                             f"as .gz, not {self.tb_layout}")
         if self.days < 1:
             raise SmrayError(f"synth.days: must be >= 1, got {self.days}")
         if self.spinup_days < 0:

@@ -218,3 +218,40 @@ def test_proj_works_after_eccodes_in_a_fresh_process(real_data: Path) -> None:
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr[-2000:]
     assert done.stdout.strip() == "25067.526"
+
+
+def test_twin_writes_gzip_files_as_nsidc_delivers_them(tmp_path: Path) -> None:
+    """``synth.gzip``: the same bytes compressed, ``.gz`` added, deterministic, read back alike and
+    indexed with their .TIM files; a regional day is mostly zeros, so its files are small."""
+    from smray.synth.layouts import write_flat_day
+
+    grid = Grid(0.25).subset((-10.0, 30.0, 30.0, 55.0))
+    rng = np.random.default_rng(0)
+    tbs = {p: {c: rng.uniform(150.0, 300.0, grid.shape).astype(np.float32) for c in ("06H", "06V", "10H", "10V")}
+           for p in ("A", "D")}
+    day = dt.date(2005, 7, 1)
+    files: dict[str, dict[str, bytes]] = {"plain": {}, "gz": {}}
+    for kind in files:
+        write_flat_day("nsidc_0302", day, tbs, grid, files[kind].__setitem__, gz=kind == "gz")
+    assert sorted(files["gz"]) == sorted(p + ".gz" for p in files["plain"])
+    for path, data in files["plain"].items():
+        packed = files["gz"][path + ".gz"]
+        assert gzip.decompress(packed) == data and len(packed) < len(data) / 20
+        if not path.endswith(".TIM"):
+            np.testing.assert_array_equal(nsidc_flat.read_flat(packed, grid, name=path.rsplit("/", 1)[1] + ".gz"),
+                                          nsidc_flat.read_flat(data, grid, name=path.rsplit("/", 1)[1]))
+    again: dict[str, bytes] = {}
+    write_flat_day("nsidc_0302", day, tbs, grid, again.__setitem__, gz=True)
+    assert again == files["gz"]  # no time stamp in the gzip header
+    index = index_tb(sorted(files["gz"]))
+    assert index.product == NSIDC_FLAT and not index.unrecognised
+    assert set(index.day(day)) == {"A", "D"} and index.day(day)["D"]["TIM"].endswith(".v03.TIM.gz")
+    assert len(index.day(day)["A"]) == 5 and not index.incomplete_days(day, day)
+
+
+def test_gzip_only_for_the_flat_layouts() -> None:
+    from smray.config import SynthConfig
+
+    assert SynthConfig(tb_layout="nsidc_0301", gzip=True).gzip
+    with pytest.raises(SmrayError, match="synth.gzip: only the NSIDC flat layouts"):
+        SynthConfig(tb_layout="jaxa_l3", gzip=True)

@@ -370,6 +370,8 @@ def test_reference_truth_temporal_correlation(tmp_path: Path, ray_local) -> None
     (["--res", "0.7"], "res"),
     (["--days", "0"], "synth.days"),
     (["--bbox", "30,10,20,40"], "bbox"),
+    (["--bbox", "-10,30,30,95"], "grid.bbox"),  # off the grid
+    (["--bbox", "-150,-40,-130,-20"], "grid.bbox: -150,-40,-130,-20 holds no land cell"),  # South Pacific
 ])
 def test_bad_arguments_fail_with_one_line(tmp_path: Path, capsys, argv, needle) -> None:
     out = tmp_path / "x"

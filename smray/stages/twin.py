@@ -1,7 +1,8 @@
 """The twin stage: the AMSR-E / ERA-Interim twin archive at ``paths.twin`` (:mod:`smray.synth.twin`).
 
 Current when ``twin.json`` records the same grid and the same ``synth`` start, days, seed, spin-up,
-sensor and TB layout (a manifest without ``tb_layout`` was written as JAXA L3). ``force`` overwrites the archive."""
+sensor, TB layout and compression (a manifest without ``tb_layout`` was written as JAXA L3, without
+``gzip`` uncompressed). ``force`` overwrites the archive."""
 
 from __future__ import annotations
 
@@ -17,9 +18,9 @@ from smray.truth import MANIFEST
 
 NAME = "twin"
 #: the twin's settings a finished twin must share with the config (twin.json ``synth``)
-TWIN_KEYS = ("start", "days", "seed", "spinup_days", "sensor", "tb_layout")
+TWIN_KEYS = ("start", "days", "seed", "spinup_days", "sensor", "tb_layout", "gzip")
 #: what a key missing from an older manifest meant
-TWIN_DEFAULTS = {"tb_layout": "jaxa_l3"}
+TWIN_DEFAULTS = {"tb_layout": "jaxa_l3", "gzip": False}
 
 
 class TwinStage(Stage):
@@ -43,9 +44,17 @@ class TwinStage(Stage):
         return StageState(True, f"{twin}/{MANIFEST}: {want['days']} days from {want['start']}")
 
     def check(self, cfg: Config, lay: Layout, storage: StorageConfig, *, force: bool = False) -> None:
-        """A twin that will be generated must not overwrite another archive."""
+        """A twin that will be generated must not overwrite another archive, and a regional one must
+        hold land (the twin is a land-surface twin: a window of sea has nothing to retrieve)."""
         from smray.storage import check_reachable
         from smray.synth.twin import check_archive_target
+
+        if cfg.grid.bbox is not None:
+            from smray.grid import surface_fractions
+
+            if not (surface_fractions(cfg.grid.grid())["land"] >= 0.5).any():
+                raise SmrayError(f"grid.bbox: {','.join(f'{v:g}' for v in cfg.grid.bbox)} holds no land cell "
+                                 f"(land fraction >= 0.5) on the {cfg.grid.res:g} deg grid")
 
         try:  # an unreachable endpoint is said in one line before anything reads the manifest
             check_reachable(lay.need("twin"), storage, create=True)

@@ -40,6 +40,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import gzip
 from collections.abc import Callable
 
 import numpy as np
@@ -94,21 +95,24 @@ def flat_path(layout: str, day: dt.date, pass_: str, channel: str) -> str:
 
 
 def write_flat_day(layout: str, day: dt.date, tbs: dict[str, dict[str, np.ndarray]], grid: Grid,
-                   write: Callable[[str, bytes], None]) -> list[str]:
+                   write: Callable[[str, bytes], None], *, gz: bool = False) -> list[str]:
     """Write one day's NSIDC-0302/0301 files: for each pass the four channel files and the
     ``.TIM`` (cells without a TB hold the time anyway: the twin has no per-cell time gaps).
     ``tbs`` is pass → channel code (``"06H"`` …) → (nlat, nlon) K on ``grid``; ``write(path,
-    bytes)`` stores a file. Returns the paths written."""
+    bytes)`` stores a file; ``gz``: gzip-compressed with ``.gz`` added (``synth.gzip``; no time
+    stamp in the gzip header, so the files are deterministic). Returns the paths written."""
     written = []
+
+    def put(path: str, data: bytes) -> None:
+        if gz:
+            path, data = path + ".gz", gzip.compress(data, compresslevel=1, mtime=0)  # 3x faster than 6, 30 % larger
+        write(path, data)
+        written.append(path)
+
     for pass_, chans in tbs.items():
         for ch in FLAT_CHANNELS:
-            native = nsidc_flat.from_grid(chans[ch], layout, grid)
-            path = flat_path(layout, day, pass_, ch)
-            write(path, nsidc_flat.encode_tb(native))
-            written.append(path)
-        path = flat_path(layout, day, pass_, "TIM")
-        write(path, nsidc_flat.encode_time(nsidc_flat.overpass_minutes(pass_, layout)))
-        written.append(path)
+            put(flat_path(layout, day, pass_, ch), nsidc_flat.encode_tb(nsidc_flat.from_grid(chans[ch], layout, grid)))
+        put(flat_path(layout, day, pass_, "TIM"), nsidc_flat.encode_time(nsidc_flat.overpass_minutes(pass_, layout)))
     return written
 
 

@@ -223,8 +223,10 @@ def _amsr_layout(tb_layout: str, first: dt.date) -> str:
 
 
 def _render_and_write(day: DayState, static: StaticFields, grid: Grid, seed: int, out: str,
-                      storage: StorageConfig, sensor_name: str, tb_layout: str = "jaxa_l3") -> dict[str, Any]:
-    """Ray task: render one day and write its TB files (in ``tb_layout``) and its truth file."""
+                      storage: StorageConfig, sensor_name: str, tb_layout: str = "jaxa_l3",
+                      gz: bool = False) -> dict[str, Any]:
+    """Ray task: render one day and write its TB files (in ``tb_layout``; ``gz``: the flat layouts
+    gzip-compressed) and its truth file."""
     t0 = time.perf_counter()
     rfi = sensor.rfi_sources(seed)
     tbs = render.render_day(day, static, grid, seed, rfi)
@@ -235,7 +237,7 @@ def _render_and_write(day: DayState, static: StaticFields, grid: Grid, seed: int
         write_bytes(fs, join(root, path), data)
 
     if tb_layout in layouts.FLAT_LAYOUTS:
-        written += layouts.write_flat_day(tb_layout, day.date, {p: tbs[p] for p in PASSES}, grid, put)
+        written += layouts.write_flat_day(tb_layout, day.date, {p: tbs[p] for p in PASSES}, grid, put, gz=gz)
     elif tb_layout == layouts.LAND3:
         written += layouts.write_land3_day(day.date, {p: tbs[p] for p in PASSES}, grid, static.land, put)
     elif tb_layout == layouts.L2A:
@@ -301,7 +303,8 @@ def generate_twin(cfg: Config, out: str, progress: Callable[[str], None] = print
     static_ref = stepper.static_fields.remote()
     # the stepper advances the soil-moisture model one day per call, in order; a day's rendering task
     # is submitted only when the bounded window has room, so at most max_in_flight days are in memory
-    days = ((stepper.next_day.remote(), static_ref, grid, syn.seed, out, storage, syn.sensor, syn.tb_layout)
+    days = ((stepper.next_day.remote(), static_ref, grid, syn.seed, out, storage, syn.sensor, syn.tb_layout,
+             syn.gzip)
             for _ in dates)
     results: list[dict[str, Any]] = []
     for res in rs.map_unordered(_render_and_write, days, num_cpus=1, max_in_flight=syn.max_in_flight):
@@ -319,7 +322,7 @@ def generate_twin(cfg: Config, out: str, progress: Callable[[str], None] = print
         "product": PRODUCT, "smray_version": __version__,
         "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
         "synth": to_dict(syn), "grid": grid.to_dict(), "dates": [d.isoformat() for d in dates],
-        "layout": {"amsr": _amsr_layout(syn.tb_layout, dates[0]),
+        "layout": {"amsr": _amsr_layout(syn.tb_layout, dates[0]) + (".gz" if syn.gzip else ""),
                    "tb_layout": syn.tb_layout,
                    "era_interim": "era_interim/YYYY/ERA-Interim_swvl1_YYYYMM.nc",
                    "truth": "truth/YYYY/MM/smray_twin_truth_YYYYMMDD.nc", "static": STATIC_PATH},
