@@ -61,7 +61,7 @@ def _progress() -> Callable[[str], None]:
 # --------------------------------------------------------------------------------------------
 SYNTH_FLAGS = {"out": "paths.twin", "start": "synth.start", "days": "synth.days", "seed": "synth.seed",
                "spinup_days": "synth.spinup_days", "tb_layout": "synth.tb_layout", "res": "grid.res",
-               "bbox": "grid.bbox"}
+               "bbox": "grid.bbox", "gzip": "synth.gzip"}
 
 
 def cmd_synth(args: argparse.Namespace) -> int:
@@ -252,13 +252,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--days", type=int, help="number of days (default 35)")
     p.add_argument("--res", type=float, help="grid spacing in degrees, must divide 180 (default 0.25)")
     p.add_argument("--seed", type=int, help="random seed (default 0)")
-    p.add_argument("--bbox", type=_bbox, help="region W,S,E,N in degrees; files keep the global shape")
+    p.add_argument("--bbox", type=_bbox, help="region W,S,E,N in degrees (it must hold land): TB files keep the "
+                                              "products' global shape, the ERA file is an area retrieval")
     p.add_argument("--spinup-days", dest="spinup_days", type=int, help="model spin-up before --start (default 60)")
     p.add_argument("--overwrite", action="store_true", help="allow writing into an existing archive")
     p.add_argument("--layout", dest="tb_layout", choices=LAYOUTS,
                    help="TB file layout: JAXA L3 HDF5 (default), NSIDC-0302 quarter-degree or NSIDC-0301 "
                         "EASE-Grid flat binary, NSIDC AE_Land3 HDF4 with the ocean filled, or NSIDC AE_L2A "
                         "half-orbit swaths HDF4 (synth.tb_layout)")
+    p.add_argument("--gzip", action="store_true",
+                   help="NSIDC-0302/0301 layouts: write the files gzip-compressed with .gz added, as NSIDC "
+                        "delivers them (synth.gzip)")
     p.add_argument("--config", help="YAML config file (command-line values override it)")
     p.set_defaults(func=cmd_synth)
 
