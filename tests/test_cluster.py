@@ -313,3 +313,27 @@ def test_fake_autoscaler_file_is_an_autoscaling_cluster_from_zero() -> None:
     assert types[cfg["head_node_type"]]["resources"] == {"CPU": 0}
     workers = [t for name, t in types.items() if name != cfg["head_node_type"]]
     assert workers and all(t["min_workers"] == 0 and t["max_workers"] >= 1 for t in workers)
+
+
+def test_rehearsal_config_is_the_mission_period_over_a_region_with_land() -> None:
+    """`make rehearsal`'s config: the AMSR-E mission's days, the mission's training and evaluation
+    years, one 40° x 25° region that holds land and sea, AMSR-E names, and the Makefile runs it."""
+    import datetime as dt
+
+    from smray.grid import surface_fractions
+    from smray.synth.layouts import era_note
+
+    cfg = load_config(REPO / "smray/configs/rehearsal.yaml")
+    paths = cfg.paths
+    assert (paths.ingest.start, paths.ingest.end) == (dt.date(2002, 6, 19), dt.date(2011, 10, 4))
+    assert (paths.predict.start, paths.predict.end) == (paths.ingest.start, paths.ingest.end)
+    assert (paths.train.start, paths.train.end) == (dt.date(2003, 1, 1), dt.date(2008, 12, 31))
+    assert (paths.evaluate.start, paths.evaluate.end) == (dt.date(2009, 1, 1), dt.date(2011, 10, 4))
+    assert cfg.synth.start == paths.ingest.start and cfg.synth.days == 3395
+    assert (paths.ingest.start + dt.timedelta(days=cfg.synth.days - 1)) == paths.ingest.end
+    w, s, e, n = cfg.grid.bbox
+    assert (e - w, n - s) == (40, 25) and cfg.grid.res == 0.25
+    land = surface_fractions(cfg.grid.grid())["land"]
+    assert 0.3 < (land >= 0.5).mean() < 0.9  # land and sea: coasts
+    assert era_note(cfg.synth.tb_layout, cfg.synth.start, paths.ingest.end) is None and cfg.synth.gzip
+    assert "smray reprocess --config smray/configs/rehearsal.yaml" in (REPO / "Makefile").read_text()
