@@ -396,10 +396,24 @@ def _masked_band(m: PaperCNN, band: Tensor, valid: np.ndarray, out: np.ndarray, 
         pi = torch.as_tensor(ni[s:s + chunk], device=device)
         pj = torch.as_tensor(nj[s:s + chunk], device=device)
         taps = torch.stack([pool[pi + a, pj + b] for a in (0, 2) for b in (0, 2)], dim=-1)  # (n, c2, 4)
-        taps = taps.reshape(len(pi), c2 * 4)
-        conv3[s:s + chunk] = m.act3(torch.addmm(m.conv3.bias, taps, w3))
+        taps = _rows_padded(taps.reshape(len(pi), c2 * 4))
+        conv3[s:s + chunk] = m.act3(torch.addmm(m.conv3.bias, taps, w3))[:len(pi)]
     for s in range(0, len(vi), chunk):
         bi, bj = vi[s:s + chunk], vj[s:s + chunk]
         rows = [torch.as_tensor(slot[bi + a, bj + b], device=device) for a in (0, 2) for b in (0, 2)]
         feats = torch.stack([conv3[r] for r in rows], dim=-1)  # (n, c3, 4): (channel, a, b) order
-        out[bi, bj] = m.head(feats.reshape(len(bi), -1)).float().cpu().numpy()
+        out[bi, bj] = m.head(_rows_padded(feats.reshape(len(bi), -1)))[:len(bi)].float().cpu().numpy()
+
+
+#: matrix products in the masked tail take a multiple of this many rows (see :func:`_rows_padded`)
+ROW_BUCKET = 256
+
+
+def _rows_padded(x: Tensor) -> Tensor:
+    """``x`` (n, k) with its last row repeated up to a multiple of :data:`ROW_BUCKET` rows. The
+    number of valid positions differs in every band of every day; oneDNN keeps a compiled kernel
+    per matrix shape (up to 1,024 of them), so over a decade of days a predict worker's memory
+    grew by ~0.6 GB. Bucketed shapes reuse a few dozen kernels. Repeating a real row (not zeros)
+    keeps the per-batch range that dynamic int8 quantisation scales by."""
+    pad = -x.shape[0] % ROW_BUCKET
+    return torch.cat([x, x[-1:].expand(pad, -1)]) if pad and x.shape[0] else x
