@@ -28,6 +28,8 @@ from smray.storage import SECRET, S3Config, StorageConfig  # noqa: F401 - storag
 
 #: the archive layouts the twin writes (smray.synth.layouts)
 TB_LAYOUTS = ("jaxa_l3", "nsidc_0302", "nsidc_0301", "nsidc_ae_land3", "nsidc_ae_l2a")
+#: the NSIDC flat-binary layouts (NSIDC-0302 / NSIDC-0301), the ones NSIDC delivers as .gz
+FLAT_TB_LAYOUTS = ("nsidc_0302", "nsidc_0301")
 
 
 @dataclass(frozen=True)
@@ -68,9 +70,9 @@ class SynthConfig:
     gzip: bool = False
 
     def __post_init__(self) -> None:
-        if self.gzip and self.tb_layout not in ("nsidc_0302", "nsidc_0301"):
-            raise SmrayError(f"synth.gzip: only the NSIDC flat layouts (nsidc_0302, nsidc_0301) are delivered "
-                             f"as .gz, not {self.tb_layout}")
+        if self.gzip and self.tb_layout not in FLAT_TB_LAYOUTS:
+            raise SmrayError(f"synth.gzip: only the NSIDC flat layouts ({', '.join(FLAT_TB_LAYOUTS)}) are "
+                             f"delivered as .gz, not {self.tb_layout}")
         if self.days < 1:
             raise SmrayError(f"synth.days: must be >= 1, got {self.days}")
         if self.spinup_days < 0:

@@ -321,7 +321,7 @@ def test_rehearsal_config_is_the_mission_period_over_a_region_with_land() -> Non
     import datetime as dt
 
     from smray.grid import surface_fractions
-    from smray.synth.layouts import era_note
+    from smray.synth.layouts import sensor_years_note
 
     cfg = load_config(REPO / "smray/configs/rehearsal.yaml")
     paths = cfg.paths
@@ -335,5 +335,5 @@ def test_rehearsal_config_is_the_mission_period_over_a_region_with_land() -> Non
     assert (e - w, n - s) == (40, 25) and cfg.grid.res == 0.25
     land = surface_fractions(cfg.grid.grid())["land"]
     assert 0.3 < (land >= 0.5).mean() < 0.9  # land and sea: coasts
-    assert era_note(cfg.synth.tb_layout, cfg.synth.start, paths.ingest.end) is None and cfg.synth.gzip
+    assert sensor_years_note(cfg.synth.tb_layout, cfg.synth.start, paths.ingest.end) is None and cfg.synth.gzip
     assert "smray reprocess --config smray/configs/rehearsal.yaml" in (REPO / "Makefile").read_text()

@@ -453,10 +453,10 @@ def test_credentials_never_written(s3_bucket: str, ray_local, monkeypatch, capsy
     ("nsidc_0301", "2011-10-01", "2011-10-04", None),
     ("nsidc_ae_l2a", "2011-10-01", "2011-10-05", "after AMSR-E's last day (2011-10-04)"),
 ])
-def test_era_note_says_when_names_and_days_disagree(layout: str, first: str, last: str, says: str | None) -> None:
-    from smray.synth.layouts import era_note
+def test_sensor_years_note_says_when_names_and_days_disagree(layout: str, first: str, last: str, says: str | None) -> None:
+    from smray.synth.layouts import sensor_years_note
 
-    note = era_note(layout, dt.date.fromisoformat(first), dt.date.fromisoformat(last))
+    note = sensor_years_note(layout, dt.date.fromisoformat(first), dt.date.fromisoformat(last))
     if says is None:
         assert note is None
     else:

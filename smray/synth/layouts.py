@@ -45,13 +45,13 @@ from collections.abc import Callable
 
 import numpy as np
 
-from smray.config import TB_LAYOUTS
+from smray.config import FLAT_TB_LAYOUTS, TB_LAYOUTS
 from smray.errors import SmrayError
 from smray.formats import nsidc_flat
 from smray.grid import Grid
 
 LAYOUTS = TB_LAYOUTS
-FLAT_LAYOUTS = ("nsidc_0302", "nsidc_0301")
+FLAT_LAYOUTS = FLAT_TB_LAYOUTS
 LAND3 = "nsidc_ae_land3"
 #: EASE cells with a land fraction below this hold the AE_Land3 fill −9999 (ocean and lakes)
 LAND3_LAND_MIN = 0.5
@@ -69,7 +69,7 @@ AMSR2_FIRST = dt.date(2012, 7, 3)
 AMSR2_NAMED = ("jaxa_l3",)
 
 
-def era_note(layout: str, first: dt.date, last: dt.date) -> str | None:
+def sensor_years_note(layout: str, first: dt.date, last: dt.date) -> str | None:
     """One line when ``layout`` names files after a sensor that did not fly on days in
     ``first``..``last`` (JAXA's AMSR2 names before AMSR2's first day, NSIDC's AMSR-E names after
     AMSR-E's last), else None. The twin writes them anyway: the line says which layout fits."""

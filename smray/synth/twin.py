@@ -294,7 +294,7 @@ def generate_twin(cfg: Config, out: str, progress: Callable[[str], None] = print
     dates = [syn.start + dt.timedelta(days=i) for i in range(syn.days)]
     progress(f"synth: {len(dates)} days {dates[0]}..{dates[-1]} on a {grid.nlat}x{grid.nlon} grid at "
              f"{grid.res} deg (seed {syn.seed}, spin-up {syn.spinup_days} d) -> {out}")
-    note = layouts.era_note(syn.tb_layout, dates[0], dates[-1])
+    note = layouts.sensor_years_note(syn.tb_layout, dates[0], dates[-1])
     if note:
         progress(f"synth: note: {note}")
 
