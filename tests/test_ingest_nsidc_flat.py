@@ -77,7 +77,6 @@ def mixed(twins: dict[str, Path], tmp_path_factory) -> tuple[Path, Path]:
 
 
 @pytest.mark.ray
-@pytest.mark.slow
 def test_twin_writes_each_layout_with_real_names(twins: dict[str, Path]) -> None:
     for layout, area in (("nsidc_0302", "D.25"), ("nsidc_0301", "ML")):
         names = sorted(p.name for p in (twins[layout] / "amsr").rglob("ID2*"))
@@ -91,7 +90,6 @@ def test_twin_writes_each_layout_with_real_names(twins: dict[str, Path]) -> None
 
 
 @pytest.mark.ray
-@pytest.mark.slow
 def test_mixed_archive_gives_one_consistent_cube(twins: dict[str, Path], mixed: tuple[Path, Path]) -> None:
     root, out = mixed
     records = cube.day_records(str(out))
@@ -119,7 +117,6 @@ def test_mixed_archive_gives_one_consistent_cube(twins: dict[str, Path], mixed: 
 
 
 @pytest.mark.ray
-@pytest.mark.slow
 def test_corrupt_flat_files_skip_only_their_day(twins: dict[str, Path], tmp_path: Path) -> None:
     """Real corrupt files in a copy of the quarter-degree archive: each skips its day with one line
     naming the file, the record keeps it, and the other days are written."""
@@ -165,7 +162,6 @@ def land3(tmp_path_factory, ray_local) -> tuple[Path, Path]:
 
 
 @pytest.mark.ray
-@pytest.mark.slow
 def test_land3_twin_fills_the_ocean_and_ingest_fills_coastal_windows(twins: dict[str, Path],
                                                                     land3: tuple[Path, Path]) -> None:
     """AE_Land3 twin → cube: land TBs are the twin's (the quarter-degree twin of the same seed, to the

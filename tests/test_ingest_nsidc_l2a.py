@@ -190,7 +190,6 @@ def ingested(twins: dict[str, Path]) -> Path:
 
 
 @pytest.mark.ray
-@pytest.mark.slow
 def test_twin_writes_half_orbit_swaths_with_real_names(twins: dict[str, Path]) -> None:
     root = twins["nsidc_ae_l2a"]
     files = sorted((root / "amsr").rglob("*.hdf"))
@@ -211,7 +210,6 @@ def test_twin_writes_half_orbit_swaths_with_real_names(twins: dict[str, Path]) -
 
 
 @pytest.mark.ray
-@pytest.mark.slow
 def test_l2a_cube_equals_the_twin_tbs(twins: dict[str, Path], ingested: Path) -> None:
     records = cube.day_records(str(ingested))
     assert all(records[day(i)]["status"] == "ok" for i in range(1, DAYS + 1))
@@ -234,7 +232,6 @@ def test_l2a_cube_equals_the_twin_tbs(twins: dict[str, Path], ingested: Path) ->
 
 
 @pytest.mark.ray
-@pytest.mark.slow
 def test_corrupt_l2a_files_skip_only_their_day(twins: dict[str, Path], tmp_path: Path) -> None:
     """Real bad files in a copy of the AE_L2A archive: a truncated file (day 1) and a file named
     for day 2 whose scans are all on day 1 (no scans for its day) each skip their day with one
