@@ -9,7 +9,7 @@ STAMP := $(VENV)/.smray-installed
 # left out: the whole suite takes ~16 minutes on 2 cores); `make test-all` runs everything.
 PYTEST_ARGS ?= -m "not slow"
 
-.PHONY: demo rehearsal test test-all bench .venv clean-venv
+.PHONY: demo rehearsal seasons test test-all bench .venv clean-venv
 
 .venv: $(STAMP)
 
@@ -26,6 +26,11 @@ demo: $(STAMP)
 # mission chain's shape, on a local Ray runtime; outputs under .smray/rehearsal
 rehearsal: $(STAMP)
 	$(VENV)/bin/smray reprocess --config smray/configs/rehearsal.yaml --root $(CURDIR)/.smray/rehearsal
+
+# The seasons experiment (smray/configs/seasons.yaml): train on 2009, score January, April, July and
+# October 2010 per season and month; outputs under .smray/seasons
+seasons: $(STAMP)
+	$(VENV)/bin/smray experiment seasons --config smray/configs/seasons.yaml --root $(CURDIR)/.smray/seasons
 
 test: $(STAMP)
 	$(VENV)/bin/python -m pytest $(PYTEST_ARGS)

@@ -176,6 +176,16 @@ def cmd_experiment_paper(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_experiment_seasons(args: argparse.Namespace) -> int:
+    from smray.stages import seasons
+
+    models = [m.strip() for m in args.models.split(",") if m.strip()] if args.models is not None else None
+    cfg = _load(args, {"root": "paths.root", "test_patches": "experiment.test_patches"},
+                {"experiment.models": models})
+    seasons.run_all(cfg, _progress(), force=args.force)
+    return 0
+
+
 def cmd_predict(args: argparse.Namespace) -> int:
     from smray.stages import predict
     from smray.storage import resolve_storage
@@ -356,6 +366,24 @@ def build_parser() -> argparse.ArgumentParser:
                                       "ray sections)")
     _force_flag(pe)
     pe.set_defaults(func=cmd_experiment_paper)
+    ps = esub.add_parser("seasons", help="train on one year, score months of every season of another year",
+                         description="A protocol beyond the paper's. Runs the twin and ingest stages of the config "
+                                     "(each skipped when done), trains the CNN, the pixel MLP and the SVR on "
+                                     "paths.train (each into OUT/<model>; finished models are not retrained), then "
+                                     "scores them and the physical retrieval on the days of experiment.months in "
+                                     "paths.evaluate (every experiment.test_day_every-th day), per season, per "
+                                     "month and in all, against the reference and the twin's truth. Writes "
+                                     "OUT/seasons_experiment.json, .md and seasons_test_predictions.npz. "
+                                     "Example: smray experiment seasons --config smray/configs/seasons.yaml")
+    ps.add_argument("--config", required=True, help="YAML config (smray/configs/seasons.yaml: the region, the twin's "
+                                                    "years, paths.train and paths.evaluate, experiment.months)")
+    ps.add_argument("--root", help="output root URL, overriding paths.root (OUT = <root>/experiment)")
+    ps.add_argument("--models", help="comma-separated subset of cnn,svr,pixel,physical (experiment.models; "
+                                     "default: all)")
+    ps.add_argument("--test-patches", dest="test_patches", type=int,
+                    help="patches per test day (experiment.test_patches)")
+    _force_flag(ps)
+    ps.set_defaults(func=cmd_experiment_seasons)
 
     p = sub.add_parser("reprocess", help="the whole chain as one Ray job (twin, ingest, train, predict, evaluate)",
                        description="Run the stages of reprocess.stages (twin, ingest, train, predict, evaluate) with "

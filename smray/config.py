@@ -442,12 +442,18 @@ class PathsConfig:
 @dataclass(frozen=True)
 class ExperimentConfig:
     """``smray experiment paper``: the paper's protocol (train on ``paths.train``, test on the single
-    day ``paths.evaluate.start``; defaults 1-30 July and 31 July 2011)."""
+    day ``paths.evaluate.start``; defaults 1-30 July and 31 July 2011). ``smray experiment seasons``:
+    train on ``paths.train``, test on the days of ``months`` in ``paths.evaluate`` (every
+    ``test_day_every``-th), scored per month and season."""
 
     models: tuple[str, ...] = ("cnn", "svr", "pixel", "physical")  #: models compared side by side
     test_patches: int = 50000  #: test-day patches (the paper: 50,000)
     physical: str = "lprm"  #: physical method: "lprm" or "sca"
     test_region: str = "all"  #: "all" valid test centres (the paper), or "blocks": the blocked split's validation blocks
+    #: ``smray experiment seasons``: the calendar months scored, one per season by default (Jan, Apr, Jul, Oct)
+    months: tuple[int, ...] = (1, 4, 7, 10)
+    #: ``smray experiment seasons``: every n-th day of each scored month of ``paths.evaluate`` is a test day
+    test_day_every: int = 3
 
     def __post_init__(self) -> None:
         for name in self.models:
@@ -461,6 +467,11 @@ class ExperimentConfig:
             raise SmrayError(f"experiment.physical: must be lprm or sca, got {self.physical!r}")
         if self.test_region not in ("all", "blocks"):
             raise SmrayError(f"experiment.test_region: must be all or blocks, got {self.test_region!r}")
+        bad = [m for m in self.months if not 1 <= m <= 12]
+        if bad or not self.months or len(set(self.months)) != len(self.months):
+            raise SmrayError(f"experiment.months: calendar months 1..12, each once, got {list(self.months)}")
+        if self.test_day_every < 1:
+            raise SmrayError(f"experiment.test_day_every: must be >= 1, got {self.test_day_every}")
 
 
 @dataclass(frozen=True)

@@ -214,6 +214,38 @@ def _read_stats(url: str, storage: StorageConfig) -> Any:
         raise SmrayError(f"{url}: not found (did the training finish?)") from None
 
 
+def shared_stats(out_url: str, kinds: Sequence[str], storage: StorageConfig) -> tuple[Any, str]:
+    """(the training normalisation every model in ``kinds`` under ``<out_url>/<kind>`` carries, the URL
+    read: the CNN's, else the first kind's); one line when a model's statistics differ."""
+    stats_url = join(out_url, "cnn" if "cnn" in kinds else kinds[0], NORMALISATION_FILE)
+    stats = _read_stats(stats_url, storage)
+    for kind in kinds:
+        other = _read_stats(join(out_url, kind, NORMALISATION_FILE), storage)
+        if other != stats:
+            raise SmrayError(f"{join(out_url, kind, NORMALISATION_FILE)}: normalisation differs from {stats_url}; "
+                             f"the models were not trained on the same statistics")
+    return stats, stats_url
+
+
+def predict_trained(out_url: str, models: Sequence[str], x: np.ndarray, stats: Any, stats_url: str,
+                    storage: StorageConfig) -> dict[str, np.ndarray]:
+    """Scaled predictions (float64 ``(n,)``) of the trained models among ``models`` (CNN and pixel MLP
+    from ``model.pt``, SVR from ``svr.npz`` under ``<out_url>/<kind>``) for patches ``x``."""
+    from smray.baselines import load_svr, predict_svr
+    from smray.normalise import NormStats
+
+    pred: dict[str, np.ndarray] = {}
+    for kind in ("cnn", "pixel"):
+        if kind in models:
+            url = join(out_url, kind, MODEL_FILE)
+            pred[kind], ckpt_stats = predict_torch(url, x, storage)
+            if ckpt_stats and NormStats.from_dict(ckpt_stats, url) != stats:
+                raise SmrayError(f"{url}: the model's normalisation differs from {stats_url}")
+    if "svr" in models:
+        pred["svr"] = predict_svr(load_svr(join(out_url, "svr", SVR_FILE), storage=storage), x)
+    return pred
+
+
 def check_request(cfg: Config, cube_url: str, models: Sequence[str], test_patches: int, test_region: str,
                   train_start: dt.date | str, train_end: dt.date | str, test_day: dt.date | str) -> list[str]:
     """Refuse a request that cannot be scored (one line, before anything trains); returns the kinds
@@ -250,8 +282,6 @@ def run_paper_experiment(cfg: Config, cube_url: str, twin_url: str, out_url: str
                          progress: Callable[[str], None] = print) -> dict[str, Any]:
     """Test and score the models trained in ``<out_url>/<kind>`` (see the module docstring; ``trained``
     is what the training step did, recorded as it is); returns what ``paper_experiment.json`` holds."""
-    from smray.baselines import load_svr, predict_svr
-    from smray.normalise import NormStats
     from smray import cube as cubemod
     from smray.patches import block_edge, day_counts, sample_day
 
@@ -261,16 +291,8 @@ def run_paper_experiment(cfg: Config, cube_url: str, twin_url: str, out_url: str
     start, end = as_date(train_start, "train_start"), as_date(train_end, "train_end")
     day = as_date(test_day, "test_day")
     storage = resolve_storage(cfg.storage)
-    stats_kind = kinds[0]
     trained = dict(trained or {})
-
-    stats_url = join(out_url, "cnn" if "cnn" in kinds else stats_kind, NORMALISATION_FILE)
-    stats = _read_stats(stats_url, storage)
-    for kind in kinds:
-        other = _read_stats(join(out_url, kind, NORMALISATION_FILE), storage)
-        if other != stats:
-            raise SmrayError(f"{join(out_url, kind, NORMALISATION_FILE)}: normalisation differs from {stats_url}; "
-                             f"the models were not trained on the same statistics")
+    stats, stats_url = shared_stats(out_url, kinds, storage)
 
     pcfg = scoring_patch_config(cfg.patches, int(test_patches), test_region)
     edge = block_edge(cfg.patches, cubemod.info(cube_url, storage).grid)
@@ -286,15 +308,7 @@ def run_paper_experiment(cfg: Config, cube_url: str, twin_url: str, out_url: str
     y = sample["y"].astype(np.float64)
     y_raw = sample["y_raw"].astype(np.float64)
 
-    pred_norm: dict[str, np.ndarray] = {}
-    for kind in ("cnn", "pixel"):
-        if kind in models:
-            url = join(out_url, kind, MODEL_FILE)
-            pred_norm[kind], ckpt_stats = predict_torch(url, sample["x"], storage)
-            if ckpt_stats and NormStats.from_dict(ckpt_stats, url) != stats:
-                raise SmrayError(f"{url}: the model's normalisation differs from {stats_url}")
-    if "svr" in models:
-        pred_norm["svr"] = predict_svr(load_svr(join(out_url, "svr", SVR_FILE), storage=storage), sample["x"])
+    pred_norm = predict_trained(out_url, models, sample["x"], stats, stats_url, storage)
     t_phys = time.perf_counter()
     truth, phys = truth_and_physical(twin_url, cube_url, storage, day, sample, seed=cfg.train.seed,
                                      method=physical_method, physical="physical" in models)

@@ -10,6 +10,8 @@ Each builder takes its sizes and its ``seed`` by keyword and is deterministic fo
 * :func:`write_map_store` -- a map store in the ``smray-maps-1`` schema, written with plain xarray (not with
   :mod:`smray.mapstore`), so that readers are checked against the schema rather than against the writer.
 * :func:`write_stm` -- an ISMN station file laid out as the real ones are.
+* :func:`fake_autoscaling_cluster` -- a Ray head with no CPUs whose fake autoscaler starts worker nodes as local
+  processes when work asks for them (``cluster/fake-autoscaler.yaml``), stopped by its own process ids.
 
 Example::
 
@@ -19,11 +21,13 @@ Example::
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import datetime as dt
 import json
+import os
 import warnings
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -244,3 +248,118 @@ def write_stm(directory: Path, *, lat: float, lon: float, depth: tuple[float, fl
     out = directory / name
     out.write_bytes("\r".join([head, *body]).encode("latin-1"))
     return out
+
+
+# --- an autoscaling Ray cluster that starts from zero, on this machine -----------------------------------
+
+#: what a job must not upload as its working_dir (the .gitignore keeps .venv and .smray out too)
+JOB_EXCLUDES = [".git", ".venv", ".smray", ".pytest_cache", ".hypothesis"]
+
+
+def free_ports(n: int) -> list[int]:
+    """``n`` distinct free TCP ports on 127.0.0.1."""
+    import socket
+
+    socks = []
+    for _ in range(n):
+        s = socket.socket()
+        s.bind(("127.0.0.1", 0))
+        socks.append(s)
+    ports = [s.getsockname()[1] for s in socks]
+    for s in socks:
+        s.close()
+    return ports
+
+
+def head_processes(temp_dir: str) -> set[Any]:
+    """The processes (``psutil.Process``) of the Ray head whose session lives in ``temp_dir`` (their command
+    lines name it), with all their descendants: the head's services, its workers and the worker nodes its
+    fake autoscaler started."""
+    import psutil
+
+    found: set[Any] = set()
+    for p in psutil.process_iter(["cmdline"]):
+        try:
+            if any(temp_dir in arg for arg in (p.info["cmdline"] or [])):
+                found.add(p)
+                found.update(p.children(recursive=True))
+        except (psutil.NoSuchProcess, psutil.AccessDenied):
+            continue
+    return found
+
+
+def stop_head(temp_dir: str) -> None:
+    """Stop exactly the processes of the head session in ``temp_dir`` (never a bare ``ray stop``, which stops
+    every Ray on the machine): SIGTERM, then SIGKILL what is left after 5 s."""
+    import psutil
+
+    procs = head_processes(temp_dir)
+    for p in procs:
+        try:
+            p.terminate()
+        except psutil.NoSuchProcess:
+            pass
+    _, alive = psutil.wait_procs(list(procs), timeout=5)
+    for p in alive:
+        try:
+            p.kill()
+        except psutil.NoSuchProcess:
+            pass
+    psutil.wait_procs(alive, timeout=5)
+
+
+@contextlib.contextmanager
+def fake_autoscaling_cluster(repo: Path, *, bin_dir: Path, env: Mapping[str, str] | None = None
+                             ) -> Iterator[dict[str, Any]]:
+    """A Ray head with 0 CPUs started with ``--autoscaling-config <repo>/cluster/fake-autoscaler.yaml`` (Ray's
+    fake multi-node provider, which starts worker nodes as local processes when work asks for them), every
+    port on 127.0.0.1 chosen free, ``provider.gcs_address`` set to the head. Yields ``address`` (the job
+    server), ``gcs``, ``temp_dir`` and ``env`` (for ``ray job submit`` and clients); on exit the head and
+    its nodes are stopped by :func:`stop_head` and the session directory removed."""
+    import shutil
+    import subprocess
+    import tempfile
+
+    temp_dir = tempfile.mkdtemp(prefix="rj", dir="/tmp")  # short: Ray's socket paths must stay < 108 chars
+    gcs, dash, client, agent, agent_grpc, metrics, env_agent = free_ports(7)
+    base = dict(os.environ if env is None else env)
+    base.pop("RAY_ADDRESS", None)
+    run_env = {**base, "RAY_AUTH_MODE": "disabled", "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0",
+               "RAY_USAGE_STATS_ENABLED": "0", "PATH": f"{bin_dir}{os.pathsep}{base.get('PATH', '')}",
+               "RAY_FAKE_CLUSTER": "1", "AUTOSCALER_UPDATE_INTERVAL_S": "1"}
+    head_env = {**run_env, "PYTHONPATH": str(Path(repo) / "cluster")}  # the autoscaler imports fake_provider
+    scaling = yaml.safe_load((Path(repo) / "cluster/fake-autoscaler.yaml").read_text())
+    scaling["provider"]["gcs_address"] = f"127.0.0.1:{gcs}"  # the head is not on 6379
+    scaling_file = Path(temp_dir) / "autoscaler.yaml"
+    scaling_file.write_text(yaml.safe_dump(scaling))
+    cmd = [str(Path(bin_dir) / "ray"), "start", "--head", "--port", str(gcs), "--node-ip-address", "127.0.0.1",
+           "--dashboard-host", "127.0.0.1", "--dashboard-port", str(dash), "--include-dashboard", "true",
+           "--ray-client-server-port", str(client), "--dashboard-agent-listen-port", str(agent),
+           "--dashboard-agent-grpc-port", str(agent_grpc), "--metrics-export-port", str(metrics),
+           "--runtime-env-agent-port", str(env_agent), "--num-cpus", "0", "--temp-dir", temp_dir,
+           "--disable-usage-stats", "--autoscaling-config", str(scaling_file)]
+    try:
+        started = subprocess.run(cmd, env=head_env, capture_output=True, text=True, timeout=240)
+        if started.returncode != 0:
+            raise RuntimeError(f"ray start --head failed: {(started.stdout + started.stderr)[-2000:]}")
+        yield {"address": f"http://127.0.0.1:{dash}", "env": run_env, "temp_dir": temp_dir,
+               "gcs": f"127.0.0.1:{gcs}"}
+    finally:
+        stop_head(temp_dir)
+        shutil.rmtree(temp_dir, ignore_errors=True)
+
+
+def job_client(address: str, timeout: float = 120.0) -> Any:
+    """A ``JobSubmissionClient`` for ``address``, waiting up to ``timeout`` s for the dashboard to come up."""
+    import time
+
+    from ray.job_submission import JobSubmissionClient
+
+    t0 = time.monotonic()
+    while True:
+        try:
+            return JobSubmissionClient(address)
+        except Exception:  # noqa: BLE001 - the dashboard comes up a few seconds after `ray start`
+            if time.monotonic() - t0 > timeout:
+                raise
+            time.sleep(2)

@@ -11,125 +11,39 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import os
-import shutil
-import socket
 import subprocess
 import sys
-import tempfile
-import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
-import psutil
 import pytest
-import yaml
 
 from smray import cube as cubemod
 from smray import mapstore
-from smray.testing import ingest_twin, write_config
+from smray.testing import (JOB_EXCLUDES, fake_autoscaling_cluster, head_processes, ingest_twin, job_client,
+                           write_config)
 
 pytestmark = [pytest.mark.ray]  # in CI (~100 s): ray job submit on a fake autoscaling cluster
 
 REPO = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
 CONFIG = "cluster/configs/local.yaml"
-AUTOSCALER = REPO / "cluster/fake-autoscaler.yaml"
-#: what the job must not upload (the .gitignore keeps .venv and .smray out too; this says it again)
-EXCLUDES = [".git", ".venv", ".smray", ".pytest_cache", ".hypothesis"]
-
-
-def free_ports(n: int) -> list[int]:
-    socks = []
-    for _ in range(n):
-        s = socket.socket()
-        s.bind(("127.0.0.1", 0))
-        socks.append(s)
-    ports = [s.getsockname()[1] for s in socks]
-    for s in socks:
-        s.close()
-    return ports
-
-
-def head_processes(temp_dir: str) -> set[psutil.Process]:
-    """The processes of the head whose session lives in ``temp_dir`` (their command lines name it),
-    with all their descendants (workers)."""
-    found: set[psutil.Process] = set()
-    for p in psutil.process_iter(["cmdline"]):
-        try:
-            if any(temp_dir in arg for arg in (p.info["cmdline"] or [])):
-                found.add(p)
-                found.update(p.children(recursive=True))
-        except (psutil.NoSuchProcess, psutil.AccessDenied):
-            continue
-    return found
-
-
-def stop_head(temp_dir: str) -> None:
-    procs = head_processes(temp_dir)
-    for p in procs:
-        try:
-            p.terminate()
-        except psutil.NoSuchProcess:
-            pass
-    _, alive = psutil.wait_procs(list(procs), timeout=5)  # then SIGKILL: what is left holds no data
-    for p in alive:
-        try:
-            p.kill()
-        except psutil.NoSuchProcess:
-            pass
-    psutil.wait_procs(alive, timeout=5)
 
 
 @pytest.fixture(scope="module")
 def head() -> Iterator[dict]:
-    temp_dir = tempfile.mkdtemp(prefix="rj", dir="/tmp")  # short: Ray's socket paths must stay < 108 chars
-    gcs, dash, client, agent, agent_grpc, metrics, env_agent = free_ports(7)
-    env = {**os.environ, "RAY_AUTH_MODE": "disabled", "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0",
-           "RAY_USAGE_STATS_ENABLED": "0", "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}",
-           "RAY_FAKE_CLUSTER": "1", "AUTOSCALER_UPDATE_INTERVAL_S": "1"}
-    env.pop("RAY_ADDRESS", None)
-    head_env = {**env, "PYTHONPATH": str(REPO / "cluster")}  # the autoscaler imports fake_provider
-    scaling = yaml.safe_load(AUTOSCALER.read_text())
-    scaling["provider"]["gcs_address"] = f"127.0.0.1:{gcs}"  # the head is not on 6379
-    scaling_file = Path(temp_dir) / "autoscaler.yaml"
-    scaling_file.write_text(yaml.safe_dump(scaling))
-    cmd = [str(BIN / "ray"), "start", "--head", "--port", str(gcs), "--node-ip-address", "127.0.0.1",
-           "--dashboard-host", "127.0.0.1", "--dashboard-port", str(dash), "--include-dashboard", "true",
-           "--ray-client-server-port", str(client), "--dashboard-agent-listen-port", str(agent),
-           "--dashboard-agent-grpc-port", str(agent_grpc), "--metrics-export-port", str(metrics),
-           "--runtime-env-agent-port", str(env_agent), "--num-cpus", "0", "--temp-dir", temp_dir,
-           "--disable-usage-stats", "--autoscaling-config", str(scaling_file)]
-    try:
-        started = subprocess.run(cmd, env=head_env, capture_output=True, text=True, timeout=240)
-        assert started.returncode == 0, started.stdout + started.stderr
-        yield {"address": f"http://127.0.0.1:{dash}", "env": env, "temp_dir": temp_dir, "gcs": f"127.0.0.1:{gcs}"}
-    finally:
-        stop_head(temp_dir)
-        shutil.rmtree(temp_dir, ignore_errors=True)
-
-
-def wait_for_job_server(address: str, timeout: float = 120.0) -> object:
-    from ray.job_submission import JobSubmissionClient
-
-    t0 = time.monotonic()
-    while True:
-        try:
-            return JobSubmissionClient(address)
-        except Exception:  # noqa: BLE001 - the dashboard comes up a few seconds after `ray start`
-            if time.monotonic() - t0 > timeout:
-                raise
-            time.sleep(2)
+    with fake_autoscaling_cluster(REPO, bin_dir=BIN) as cluster:
+        yield cluster
 
 
 def test_ray_job_submit_runs_the_whole_chain(head: dict, tmp_path: Path) -> None:
     root = tmp_path / "out"
-    client = wait_for_job_server(head["address"])
+    client = job_client(head["address"])
     job_id = f"smray-test-{uuid.uuid4().hex[:8]}"
     cmd = [str(BIN / "ray"), "job", "submit", "--address", head["address"], "--submission-id", job_id,
-           "--working-dir", ".", "--runtime-env-json", json.dumps({"excludes": EXCLUDES}), "--",
+           "--working-dir", ".", "--runtime-env-json", json.dumps({"excludes": JOB_EXCLUDES}), "--",
            "python", "-m", "pipelines.reprocess", "--config", CONFIG, "--root", str(root)]
     done = subprocess.run(cmd, cwd=REPO, env=head["env"], capture_output=True, text=True, timeout=600)
     status = client.get_job_status(job_id)
