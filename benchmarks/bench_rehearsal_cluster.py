@@ -9,9 +9,12 @@ the autoscaler started (Ray's state API), the report's skill; then submits the s
 must find all five stages done (the state checks over the decade, through the cluster).
 
 With ``--s3-state`` the decade's outputs are then served by the local S3 endpoint (moto, on
-127.0.0.1; WORK/out uploaded into it) and ``smray reprocess`` on the same config with
-``--root s3://…`` is timed: the state checks of a decade against an object store (listings and
-batched reads; every object is a moto request).
+127.0.0.1; WORK/out uploaded into it) and every stage's state check on the same config with
+``paths.root`` there is timed in this process, with the S3 requests it makes, as are the censuses of
+the cube and the map store: what "is this stage done?" costs over 3,395 days on an object store. The
+training record and the map store's signature name the cube by its URL, so over the copy the train
+and predict stages report another cube (a relocated run retrains); the day-scale checks are timed
+all the same. ``--s3-only`` skips the job and times the checks over an earlier run's WORK/out.
 
     .venv/bin/python benchmarks/bench_rehearsal_cluster.py --work /tmp/rehearsal-cluster [--s3-state]
 
@@ -29,6 +32,7 @@ import sys
 import time
 import uuid
 from pathlib import Path
+from typing import Any
 
 REPO = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
@@ -73,7 +77,11 @@ def main() -> None:
     ap.add_argument("--timeout", type=float, default=3 * 3600, help="seconds the first job may take")
     ap.add_argument("--s3-state", action="store_true",
                     help="then time the state checks of the decade against the local S3 endpoint")
+    ap.add_argument("--s3-only", action="store_true", help="only the S3 state checks, over an earlier WORK/out")
     args = ap.parse_args()
+    if args.s3_only:
+        s3_state(args.config, args.work.resolve() / "out", args.work.resolve())
+        return
     from ray.util.state import list_nodes
 
     from smray.testing import fake_autoscaling_cluster
@@ -114,30 +122,65 @@ def main() -> None:
         s3_state(args.config, root, work)
 
 
+class RequestCount:
+    """Counts the S3 requests this process makes through s3fs (every ``_call_s3``), by operation."""
+
+    def __init__(self) -> None:
+        import collections
+
+        import s3fs
+
+        self.ops: collections.Counter[str] = collections.Counter()
+        original = s3fs.S3FileSystem._call_s3
+
+        async def counted(fs: Any, method: str, *args: Any, **kwargs: Any) -> Any:
+            self.ops[method] += 1
+            return await original(fs, method, *args, **kwargs)
+
+        s3fs.S3FileSystem._call_s3 = counted
+
+    def take(self) -> str:
+        out = ", ".join(f"{n} {op}" for op, n in self.ops.most_common()) or "none"
+        self.ops.clear()
+        return out
+
+
 def s3_state(config: str, root: Path, work: Path) -> None:
-    """Serve the decade's outputs from the local S3 endpoint and time ``smray reprocess`` over them."""
+    """Serve the decade's outputs from the local S3 endpoint; time each stage's state check over them
+    (in this process, counting S3 requests) and the censuses of the cube and the map store."""
+    from smray import cube as cubemod
+    from smray import mapstore
+    from smray.config import load_config
     from smray.s3server import LocalS3
-    from smray.storage import check_reachable, filesystem
+    from smray.stages.chain import STAGES
+    from smray.stages.layout import layout
+    from smray.storage import check_reachable, filesystem, resolve_storage
 
     n = sum(len(files) for _, _, files in os.walk(root))
     with LocalS3() as s3:
-        env = {**os.environ, **s3.env(), "RAY_AUTH_MODE": "disabled"}
-        env.pop("RAY_ADDRESS", None)
         os.environ.update(s3.env())
         check_reachable("s3://smray-rehearsal", create=True)
         fs, _ = filesystem("s3://smray-rehearsal")
         t0 = time.perf_counter()
         fs.put(str(root) + "/", "smray-rehearsal/", recursive=True)
-        print(f"local S3: {n} objects uploaded in {time.perf_counter() - t0:.0f} s")
-        t0 = time.perf_counter()
-        done = subprocess.run([str(BIN / "smray"), "reprocess", "--config", config, "--root", "s3://smray-rehearsal"],
-                              cwd=REPO, env=env, capture_output=True, text=True, timeout=3600)
-        wall = time.perf_counter() - t0
-        (work / "s3state.log").write_text(done.stdout + done.stderr)
-        print(f"smray reprocess over s3://smray-rehearsal: exit {done.returncode} in {wall:.0f} s wall")
-        for ln in done.stdout.splitlines():
-            if ln.startswith(("stage ", "reprocess: done")):
-                print(f"  {ln}")
+        print(f"local S3 ({s3.endpoint_url}): {n} objects uploaded in {time.perf_counter() - t0:.0f} s")
+        cfg = load_config(config, {"paths": {"root": "s3://smray-rehearsal"}})
+        storage = resolve_storage(cfg.storage)
+        lay = layout(cfg)
+        count = RequestCount()
+        print("state checks over s3://smray-rehearsal (a fresh s3fs cache each; S3 requests by operation):")
+        for name in cfg.reprocess.stages:
+            fs.invalidate_cache()
+            t0 = time.perf_counter()
+            st = STAGES[name].STAGE.state(cfg, storage=storage)
+            print(f"  {name:9s} {time.perf_counter() - t0:6.1f} s  [{count.take()}]  done={st.done}: {st.why}")
+        for what, census, url in (("cube census", cubemod.census, lay.need("cube")),
+                                  ("map store census", mapstore.census, lay.map_store("cnn"))):
+            fs.invalidate_cache()
+            t0 = time.perf_counter()
+            c = census(url, storage)
+            print(f"  {what:17s} {time.perf_counter() - t0:6.1f} s  [{count.take()}]  {len(c.ok)} days ok, "
+                  f"complete={c.complete}")
 
 
 if __name__ == "__main__":

@@ -1,4 +1,5 @@
-"""Ray job: the paper's experiment (train on 1-30 July 2011, test on 31 July, print Table 2).
+"""Ray job: the experiments, ``paper`` (train on 1-30 July 2011, test on 31 July, print Table 2) and
+``seasons`` (train on one year, score months of every season of another year).
 
 Example::
 
@@ -6,7 +7,10 @@ Example::
         --cube s3://bucket/cube.zarr --twin s3://bucket/twin --out s3://bucket/experiments/paper \\
         --config smray/configs/demo.yaml
 
-Finished models under ``--out`` are not retrained; submitting the same command again only re-scores.
+    ray job submit --working-dir . -- python -m pipelines.experiment seasons \
+        --config smray/configs/seasons.yaml --root s3://bucket/seasons
+
+Finished models are not retrained; submitting the same command again re-scores only what changed.
 """
 
 import sys
