@@ -182,7 +182,10 @@ def cmd_experiment_seasons(args: argparse.Namespace) -> int:
     models = [m.strip() for m in args.models.split(",") if m.strip()] if args.models is not None else None
     cfg = _load(args, {"root": "paths.root", "test_patches": "experiment.test_patches"},
                 {"experiment.models": models})
-    seasons.run_all(cfg, _progress(), force=args.force)
+    from smray.stages.chain import run_chain
+
+    run_chain(cfg, ["ingest"] if cfg.paths.tb else ["twin", "ingest"], progress=_progress())  # each skipped when done
+    seasons.run(cfg, _progress(), force=args.force)
     return 0
 
 

@@ -67,7 +67,7 @@ from smray.config import Config, to_dict
 from smray.errors import SmrayError
 from smray.grid import Grid
 from smray.metrics import PairSums, pair_metrics, pair_sums, pooled_anomaly, scores, triple_collocation, triple_sums
-from smray.serial import as_optional_date, write_json
+from smray.serial import SEASONS, as_optional_date, season_of, write_json
 from smray.storage import StorageConfig, filesystem, join, read_bytes, resolve_storage, write_bytes
 from smray.truth import MANIFEST, TwinTruth
 
@@ -102,12 +102,9 @@ SCATTER_BINS = 120
 PAPER = {"cnn": {"r2": 0.6512, "rmse_norm": 0.1272}, "svr": {"r2": 0.5598, "rmse_norm": 0.1817}}
 #: values are accumulated about this constant (m³/m³) to keep the sums of squares well conditioned
 SHIFT = 0.25
-#: the meteorological seasons (calendar months), pooled over the years
-SEASONS: tuple[tuple[str, tuple[int, ...]], ...] = (
-    ("DJF", (12, 1, 2)), ("MAM", (3, 4, 5)), ("JJA", (6, 7, 8)), ("SON", (9, 10, 11)))
 #: the breakdowns over time in metrics.json: key → the group of a day
 PERIODS: dict[str, Callable[[dt.date], str]] = {
-    "seasons": lambda d: next(name for name, months in SEASONS if d.month in months),
+    "seasons": lambda d: season_of(d.month),  # the meteorological seasons, pooled over the years
     "months": lambda d: f"{d.month:02d}",
     "years": lambda d: f"{d.year}",
 }

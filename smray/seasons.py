@@ -12,7 +12,7 @@
    ``experiment.test_patches`` random valid centres, the training normalisation), every model
    predicts them, the physical retrieval runs on the day's cube TBs, and the twin's truth is read at
    the same (pass, cell).
-4. Scores per model, for all test days, per meteorological season (``smray.evaluate.SEASONS``) and
+4. Scores per model, for all test days, per meteorological season (``smray.serial.SEASONS``) and
    per month, from mergeable sums (:mod:`smray.metrics`): R² and RMSE in normalised units against
    the reference (the paper's Table 2 units), ubRMSD, bias and Pearson R in m³/m³ against the
    reference, and R² and ubRMSD against the twin's truth. The spread of each model's seasonal R²
@@ -37,11 +37,10 @@ import numpy as np
 
 from smray.config import Config, to_dict, validation_label
 from smray.errors import SmrayError
-from smray.evaluate import SEASONS
 from smray.experiment import (LABELS, MODELS, check_request, predict_trained, scoring_patch_config, shared_stats,
                               truth_and_physical)
 from smray.metrics import pair_sums, scores
-from smray.serial import json_safe
+from smray.serial import SEASONS, json_safe, season_of
 from smray.storage import filesystem, join, resolve_storage, write_bytes
 
 JSON_FILE = "seasons_experiment.json"
@@ -52,11 +51,6 @@ SHIFT_NORM, SHIFT_M3 = 0.5, 0.25
 #: the scores of one row, and the sums each comes from: (key in the row, sums, score name)
 ROW = (("r2", "norm", "r2"), ("rmse_norm", "norm", "rmsd"), ("ubrmsd_m3", "m3", "ubrmsd"), ("bias_m3", "m3", "bias"),
        ("r_m3", "m3", "pearson_r"), ("truth_r2", "truth", "r2"), ("truth_ubrmsd_m3", "truth", "ubrmsd"))
-
-
-def season_of(month: int) -> str:
-    """The meteorological season (``DJF``, ``MAM``, ``JJA``, ``SON``) of a calendar month."""
-    return next(name for name, months in SEASONS if month in months)
 
 
 def scored_days(start: dt.date, end: dt.date, months: Sequence[int], every: int) -> list[dt.date]:

@@ -1,5 +1,6 @@
-"""Dates and JSON in one place: coercing a date argument, making a result JSON-safe, and reading or
-writing a whole JSON object at a URL (through :mod:`smray.storage`, so every backend is the same)."""
+"""Dates and JSON in one place: coercing a date argument, the season of a date, making a result
+JSON-safe, and reading or writing a whole JSON object at a URL (through :mod:`smray.storage`, so every
+backend is the same)."""
 
 from __future__ import annotations
 
@@ -13,6 +14,16 @@ import numpy as np
 from smray.config import parse_date
 from smray.errors import SmrayError
 from smray.storage import StorageConfig, filesystem, read_bytes, write_bytes
+
+
+#: the meteorological seasons (calendar months)
+SEASONS: tuple[tuple[str, tuple[int, ...]], ...] = (
+    ("DJF", (12, 1, 2)), ("MAM", (3, 4, 5)), ("JJA", (6, 7, 8)), ("SON", (9, 10, 11)))
+
+
+def season_of(month: int) -> str:
+    """The meteorological season (``DJF``, ``MAM``, ``JJA``, ``SON``) of a calendar month."""
+    return next(name for name, months in SEASONS if month in months)
 
 
 def as_date(value: dt.date | str, where: str = "date") -> dt.date:

@@ -18,7 +18,8 @@ from smray.cli import main
 from smray.config import load_config
 from smray.errors import SmrayError
 from smray.metrics import pair_metrics
-from smray.seasons import check_seasons, scored_days, season_of
+from smray.seasons import check_seasons, scored_days
+from smray.serial import season_of
 from smray.testing import SMALL_RUN, merged, write_config
 
 pytestmark = [pytest.mark.ray]  # in CI (~60 s)

@@ -51,8 +51,27 @@ def train_models(cfg: Config, cube: str, start: dt.date, end: dt.date, out: str,
     return done
 
 
+def record_state(cfg: Config, url: str, rec: dict[str, Any], want: dict[str, Any], train: tuple[dt.date, dt.date],
+                 out: str, storage: StorageConfig, done_why: str) -> StageState:
+    """The experiments' rule: the result record ``rec`` (read from ``url``) holds every value of ``want``
+    (``want["cube"]`` the cube) and the models of ``experiment.models``, and every trained model under
+    ``<out>/<kind>`` is current for the training period ``train`` by the train stage's rule."""
+    ex = cfg.experiment
+    differ = [k for k, v in want.items() if rec.get(k) != v]
+    if sorted(rec.get("models") or {}) != sorted(ex.models):
+        differ.append("models")
+    if differ:
+        return StageState(False, f"{url} was made with other {', '.join(differ[:4])}")
+    for kind in (k for k in ex.models if k in TRAINABLE):
+        st = run_state(cfg, kind, want["cube"], train[0], train[1], join(out, kind), storage)
+        if not st.done:
+            return StageState(False, st.why)
+    return StageState(True, done_why)
+
+
 class ExperimentStage(Stage):
     name = NAME
+    label = "experiment"  #: the progress lines' prefix
 
     def unit_state(self, cfg: Config, lay: Layout, unit: str, storage: StorageConfig) -> StageState:
         out, ex = lay.need("experiment"), cfg.experiment
@@ -65,21 +84,13 @@ class ExperimentStage(Stage):
         want = {"cube": lay.need("cube"), "twin": lay.need("twin"), "train_start": start.isoformat(),
                 "train_end": end.isoformat(), "test_day": day.isoformat(), "test_patches": ex.test_patches,
                 "test_region": ex.test_region}
-        differ = [k for k, v in want.items() if rec.get(k) != v]
-        if sorted(rec.get("models") or {}) != sorted(ex.models):
-            differ.append("models")
-        if differ:
-            return StageState(False, f"{url} was made with other {', '.join(differ[:4])}")
-        for kind in (k for k in ex.models if k in TRAINABLE):
-            st = run_state(cfg, kind, want["cube"], start, end, join(out, kind), storage)
-            if not st.done:
-                return StageState(False, st.why)
-        return StageState(True, f"{url} matches ({', '.join(ex.models)}; test day {day})")
+        return record_state(cfg, url, rec, want, (start, end), out, storage,
+                            f"{url} matches ({', '.join(ex.models)}; test day {day})")
 
     def forget(self, cfg: Config, lay: Layout, unit: str, storage: StorageConfig, progress: Progress) -> None:
         out = lay.need("experiment")
         remove_tree(out, storage)
-        progress(f"experiment: forced: {out} removed; every model is trained from scratch")
+        progress(f"{self.label}: forced: {out} removed; every model is trained from scratch")
 
     def run_unit(self, cfg: Config, lay: Layout, unit: str, storage: StorageConfig, st: StageState,
                  progress: Progress) -> Any:

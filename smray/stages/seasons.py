@@ -2,7 +2,7 @@
 the days of ``experiment.months`` in ``paths.evaluate`` (another year), scored per season and month,
 CNN / SVR / pixel-wise / physical side by side, into ``paths.experiment`` (:mod:`smray.seasons`).
 
-:func:`run_all` is the command: the chain's twin and ingest stages first (each skipped when done;
+The command (``smray.cli``) runs the chain's twin and ingest stages first (each skipped when done;
 the twin only when the archive is the twin's), then this stage. Current when the result file
 records the same cube, twin, training period, test days, test patches and models, and every trained
 model is current by the train stage's rule; the models are trained (or kept) by
@@ -16,17 +16,20 @@ from smray.config import Config
 from smray.errors import SmrayError
 from smray.seasons import JSON_FILE, check_seasons, run_seasons_experiment, scored_days
 from smray.serial import read_json
-from smray.stages.base import Progress, Stage, StageState, StageSummary, remove_tree
-from smray.stages.experiment import train_models
-from smray.stages.layout import TRAINABLE, Layout
+from smray.stages.base import Progress, StageState
+from smray.stages.experiment import ExperimentStage, record_state, train_models
+from smray.stages.layout import Layout
 from smray.storage import StorageConfig, join
-from smray.train import run_state
 
 NAME = "seasons"
 
 
-class SeasonsStage(Stage):
+class SeasonsStage(ExperimentStage):
+    """The paper experiment's stage with another protocol: the same outputs' directory, the same rule
+    (:func:`~smray.stages.experiment.record_state`) and the same ``forget``."""
+
     name = NAME
+    label = "experiment seasons"
 
     def unit_state(self, cfg: Config, lay: Layout, unit: str, storage: StorageConfig) -> StageState:
         out, ex = lay.need("experiment"), cfg.experiment
@@ -40,21 +43,8 @@ class SeasonsStage(Stage):
         want = {"cube": lay.need("cube"), "twin": lay.need("twin"), "train_start": start.isoformat(),
                 "train_end": end.isoformat(), "test_days": days, "test_patches": ex.test_patches,
                 "physical_method": ex.physical if "physical" in ex.models else None}
-        differ = [k for k, v in want.items() if rec.get(k) != v]
-        if sorted(rec.get("models") or {}) != sorted(ex.models):
-            differ.append("models")
-        if differ:
-            return StageState(False, f"{url} was made with other {', '.join(differ[:4])}")
-        for kind in (k for k in ex.models if k in TRAINABLE):
-            st = run_state(cfg, kind, want["cube"], start, end, join(out, kind), storage)
-            if not st.done:
-                return StageState(False, st.why)
-        return StageState(True, f"{url} matches ({', '.join(ex.models)}; {len(days)} test days)")
-
-    def forget(self, cfg: Config, lay: Layout, unit: str, storage: StorageConfig, progress: Progress) -> None:
-        out = lay.need("experiment")
-        remove_tree(out, storage)
-        progress(f"experiment seasons: forced: {out} removed; every model is trained from scratch")
+        return record_state(cfg, url, rec, want, (start, end), out, storage,
+                            f"{url} matches ({', '.join(ex.models)}; {len(days)} test days)")
 
     def run_unit(self, cfg: Config, lay: Layout, unit: str, storage: StorageConfig, st: StageState,
                  progress: Progress) -> Any:
@@ -71,11 +61,3 @@ class SeasonsStage(Stage):
 STAGE = SeasonsStage()
 run, state = STAGE.run, STAGE.state
 
-
-def run_all(cfg: Config, progress: Progress = print, *, force: bool = False) -> StageSummary:
-    """The command: the twin (when the archive is the twin's) and ingest stages of the chain, each
-    skipped when done, then the seasons experiment."""
-    from smray.stages.chain import run_chain
-
-    run_chain(cfg, ["ingest"] if cfg.paths.tb else ["twin", "ingest"], progress=progress)
-    return run(cfg, progress, force=force)
