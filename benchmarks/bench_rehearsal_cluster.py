@@ -156,14 +156,19 @@ def s3_state(config: str, root: Path, work: Path) -> None:
     from smray.stages.layout import layout
     from smray.storage import check_reachable, filesystem, resolve_storage
 
-    n = sum(len(files) for _, _, files in os.walk(root))
+    # everything but the twin's archive files (its manifest is what the twin stage's state reads)
+    parts = [p for p in sorted(root.iterdir()) if p.name != "twin"] + [root / "twin" / "twin.json"]
+    n = sum(1 if p.is_file() else sum(len(files) for _, _, files in os.walk(p)) for p in parts)
     with LocalS3() as s3:
         os.environ.update(s3.env())
         check_reachable("s3://smray-rehearsal", create=True)
         fs, _ = filesystem("s3://smray-rehearsal")
         t0 = time.perf_counter()
-        fs.put(str(root) + "/", "smray-rehearsal/", recursive=True)
-        print(f"local S3 ({s3.endpoint_url}): {n} objects uploaded in {time.perf_counter() - t0:.0f} s")
+        for p in parts:
+            dest = f"smray-rehearsal/{p.relative_to(root).as_posix()}"
+            fs.put(str(p) + ("/" if p.is_dir() else ""), dest + ("/" if p.is_dir() else ""), recursive=p.is_dir())
+        print(f"local S3 ({s3.endpoint_url}): {n} objects uploaded in {time.perf_counter() - t0:.0f} s "
+              f"(WORK/out without the twin's archive files)")
         cfg = load_config(config, {"paths": {"root": "s3://smray-rehearsal"}})
         storage = resolve_storage(cfg.storage)
         lay = layout(cfg)
