@@ -207,18 +207,18 @@ def markdown_table(result: Mapping[str, Any]) -> str:
              f"{', '.join(f'{m:02d}' for m in result['months'])} of {result['test_days'][0][:4]}"
              f"{'' if result['test_days'][0][:4] == result['test_days'][-1][:4] else '..' + result['test_days'][-1][:4]}",
              "",
-             f"{len(result['test_days'])} test days (every {result['test_day_every']}th day of each month from its "
-             f"first), up to {result['test_patches']} patches a day: {result['n_test']} test patches. Reference: the "
+             f"{len(result['test_days'])} test days (each month's days 1, 1 + {result['test_day_every']}, …), up to "
+             f"{result['test_patches']} patches a day: {result['n_test']} test patches. Reference: the "
              f"cube's swvl1; normalised units use the training statistics (target {_f(result['target_lower'], 4)}.."
              f"{_f(result['target_upper'], 4)} m³/m³). Model selection: {result['validation']}.", "",
              "## By season", "", f"Seasons: {seasons}.", "", HEAD.format(first="season"),
-             "|---" * 11 + "|"]
+             "|---" * 10 + "|"]
     for m, r in models.items():
         lines += [_line(m, s, row) for s, row in r["seasons"].items()]
-    lines += ["", "## By month", "", HEAD.format(first="month"), "|---" * 11 + "|"]
+    lines += ["", "## By month", "", HEAD.format(first="month"), "|---" * 10 + "|"]
     for m, r in models.items():
         lines += [_line(m, k, row) for k, row in r["months"].items()]
-    lines += ["", "## All test days", "", HEAD.format(first="days"), "|---" * 11 + "|"]
+    lines += ["", "## All test days", "", HEAD.format(first="days"), "|---" * 10 + "|"]
     lines += [_line(m, "all", r["all"]) for m, r in models.items()]
     lines += ["", "## Seasonal spread", "", "| model | weakest season | its R² | spread of the seasons' R² (max − min) |",
               "|---|---|---|---|"]
