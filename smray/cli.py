@@ -178,12 +178,11 @@ def cmd_experiment_paper(args: argparse.Namespace) -> int:
 
 def cmd_experiment_seasons(args: argparse.Namespace) -> int:
     from smray.stages import seasons
+    from smray.stages.chain import run_chain
 
     models = [m.strip() for m in args.models.split(",") if m.strip()] if args.models is not None else None
     cfg = _load(args, {"root": "paths.root", "test_patches": "experiment.test_patches"},
                 {"experiment.models": models})
-    from smray.stages.chain import run_chain
-
     run_chain(cfg, ["ingest"] if cfg.paths.tb else ["twin", "ingest"], progress=_progress())  # each skipped when done
     seasons.run(cfg, _progress(), force=args.force)
     return 0

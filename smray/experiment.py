@@ -150,21 +150,22 @@ def predict_torch(url: str, x: np.ndarray, storage: StorageConfig) -> tuple[np.n
 
 
 def truth_and_physical(twin_url: str, cube_url: str, storage: StorageConfig, day: dt.date, sample: dict[str, Any],
-                       *, seed: int, method: str = "lprm", physical: bool = True
+                       *, seed: int, method: str = "lprm", physical: bool = True, twin: Any = None
                        ) -> tuple[np.ndarray, np.ndarray | None]:
     """(``sm_true`` at each test sample, the physical retrieval at each test sample or None), m³/m³.
 
     The physical retrieval runs per pass on the whole cube grid (its TBs are the cube's) with the
     twin's static fields and ``t_eff``, mapped to the cube grid by nearest cell centre, and the
     open-water correction of :func:`smray.physical.open_water` (footprints more than half water are
-    not retrieved). A stacked sample ('AD') gets the mean of its passes."""
+    not retrieved). A stacked sample ('AD') gets the mean of its passes. ``twin``: the twin's
+    :class:`~smray.truth.TwinTruth` on the cube's grid when the caller holds one (several days)."""
     from smray import cube as cubemod
     from smray.physical import open_water, retrieve_day
     from smray.synth.fields import StaticFields, tau_c_on_day
     from smray.truth import TwinTruth
 
     info = cubemod.info(cube_url, storage)
-    twin = TwinTruth.on_cube(twin_url, cube_url, storage)
+    twin = twin or TwinTruth.on_cube(twin_url, cube_url, storage)
     passes_t, fields = twin.day(day, ("sm_true", "t_eff"))  # (pass, lat, lon) on the cube grid
     sm_true, t_eff = fields["sm_true"], fields["t_eff"]
 

@@ -5,7 +5,7 @@
 
 1. The models (``cnn``, ``pixel``, ``svr``) are trained on ``paths.train`` (the seasons config: one
    whole year, so that every season is in the training stream) into ``<out>/<kind>/``.
-2. The test days (:func:`test_days`): the days of ``experiment.months`` (one month per season by
+2. The test days (:func:`scored_days`): the days of ``experiment.months`` (one month per season by
    default: January, April, July, October) inside ``paths.evaluate`` (another year), every
    ``experiment.test_day_every``-th day of each month from its first.
 3. Each test day's patches are cut as the paper experiment cuts its test day (up to
@@ -115,6 +115,7 @@ def run_seasons_experiment(cfg: Config, cube_url: str, twin_url: str, out_url: s
     """Score the models trained under ``<out_url>/<kind>`` on the test ``days`` (see the module
     docstring); returns what ``seasons_experiment.json`` holds."""
     from smray.patches import sample_day
+    from smray.truth import TwinTruth
 
     t0 = time.perf_counter()
     storage = resolve_storage(cfg.storage)
@@ -127,6 +128,7 @@ def run_seasons_experiment(cfg: Config, cube_url: str, twin_url: str, out_url: s
     acc = _Sums()
     per_day: list[dict[str, Any]] = []
     kept: dict[str, list[np.ndarray]] = {}
+    twin = TwinTruth.on_cube(twin_url, cube_url, storage)  # its grid mapping and static fields, read once
     for i, day in enumerate(days):
         sample = sample_day(cube_url, storage, day, pcfg, cfg.qc.block, stats)
         n = len(sample["y"])
@@ -134,7 +136,7 @@ def run_seasons_experiment(cfg: Config, cube_url: str, twin_url: str, out_url: s
             raise SmrayError(f"{cube_url}: test day {day} yields {n} valid patches")
         pred = predict_trained(out_url, order, sample["x"], stats, stats_url, storage)
         truth, phys = truth_and_physical(twin_url, cube_url, storage, day, sample, seed=cfg.train.seed,
-                                         method=ex.physical, physical="physical" in order)
+                                         method=ex.physical, physical="physical" in order, twin=twin)
         if phys is not None:
             pred["physical"] = (phys - lo) / span  # not clipped, like the other models' outputs
         y, y_raw = sample["y"].astype(np.float64), sample["y_raw"].astype(np.float64)
@@ -162,7 +164,7 @@ def run_seasons_experiment(cfg: Config, cube_url: str, twin_url: str, out_url: s
         "train_end": train[1].isoformat(), "test_days": [d.isoformat() for d in days], "months": list(ex.months),
         "test_day_every": ex.test_day_every, "test_patches": ex.test_patches, "models_order": order,
         "n_test": int(sum(p["n"] for p in per_day)), "per_day": per_day,
-        "seasons": {s: [m for m in dict(SEASONS)[s]] for s in seasons},
+        "seasons": {s: list(dict(SEASONS)[s]) for s in seasons},
         "target_lower": lo, "target_upper": float(stats.target_upper), "normalisation": stats_url,
         "validation": validation_label(cfg.patches), "physical_method": ex.physical if "physical" in order else None,
         "metrics": "normalised units: reference scaled with the training statistics, predictions not clipped; "

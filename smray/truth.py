@@ -79,6 +79,7 @@ class TwinTruth:
         self.tol = TOLERANCE_CELLS * float(res)
         self.ri: np.ndarray | None = None
         self.ci: np.ndarray | None = None
+        self._static: dict[str, np.ndarray] | None = None  #: the static fields, read once
 
     @classmethod
     def on_cube(cls, twin_url: str, cube_url: str, storage: StorageConfig | None) -> TwinTruth:
@@ -111,8 +112,12 @@ class TwinTruth:
         return {p: fields["sm_true"][i] for i, p in enumerate(passes)}
 
     def static(self) -> dict[str, np.ndarray]:
-        """The static fields (every :class:`smray.synth.fields.StaticFields` field) as float64 (lat, lon)."""
+        """The static fields (every :class:`smray.synth.fields.StaticFields` field) as float64 (lat, lon),
+        read from the twin on the first call; a new dict of the same arrays on every call."""
         from smray.synth.fields import StaticFields
+
+        if self._static is not None:
+            return dict(self._static)
 
         url = join(self.root, STATIC_PATH)
         ds = open_netcdf(url, self.storage)
@@ -120,4 +125,5 @@ class TwinTruth:
         absent = [n for n in names if n not in ds]
         if absent:
             raise SmrayError(f"{url}: static field {absent[0]!r} missing")
-        return {n: self._on_grid(ds, ds[n].values) for n in names}
+        self._static = {n: self._on_grid(ds, ds[n].values) for n in names}
+        return dict(self._static)
